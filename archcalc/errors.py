@@ -1,0 +1,54 @@
+"""Errors that archcalc raises for bad input.
+
+Library code raises these; only the CLI prints them (one line each) and picks the exit code.
+A message reads like a compiler's: ``FILE:LINE:COL: message``, with line and column where the
+problem has a place in a file.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place in a file: 1-based line and column; either may be unknown."""
+
+    file: str
+    line: Optional[int] = None
+    col: Optional[int] = None
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.col is not None:
+                parts.append(str(self.col))
+        return ":".join(parts)
+
+
+class ArchcalcError(Exception):
+    """Bad input from the user: a spec, an option, a data file. Exit code 2 at the CLI."""
+
+    def __init__(self, message: str, pos: Optional[Position] = None):
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+
+    def __str__(self) -> str:
+        return f"{self.pos}: {self.message}" if self.pos else self.message
+
+
+class SpecError(ArchcalcError):
+    """A spec that cannot be read, parsed or built."""
+
+
+class DataError(ArchcalcError):
+    """A data set that is missing, truncated, foreign or unsafe."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` — did you mean 'x'?`` for the nearest choice, or an empty string."""
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" — did you mean '{near[0]}'?" if near else ""

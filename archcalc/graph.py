@@ -1,0 +1,288 @@
+"""Expand a spec into a tree of named primitive layers, with every shape inferred.
+
+Blocks are filled in with their arguments (in the chosen variant), ``act:`` becomes a layer of
+its own, and every layer gets a dotted name: ``3a.b3x3.reduce``. A row of the spec is a
+:class:`Group`; its leaves are :class:`Layer` records in execution order. A layer that does
+not fit its input is a SpecError at the spec line that wrote it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from .errors import Position, SpecError, did_you_mean
+from .ops import OPS, ArgError, Counts, Op, Shape, ShapeError
+from .ops.join import JOINS
+from .spec import Block, Branches, Call, Expr, Head, OpCall, PaperFigure, Seq, Spec, call_args
+
+
+@dataclass
+class Layer:
+    """A primitive layer: one op (or the join of a concat/add) at one place in the network."""
+
+    name: str                       # dotted path, also the torch module name
+    op: Any                         # an Op, or a join from ops.join
+    in_shapes: Tuple[Shape, ...]
+    out_shape: Shape
+    pos: Position
+    row: str
+
+    @property
+    def kind(self) -> str:
+        return self.op.name
+
+    @property
+    def in_shape(self) -> Shape:
+        return self.in_shapes[0]
+
+    @property
+    def is_join(self) -> bool:
+        return not isinstance(self.op, Op)
+
+    def counts(self) -> Counts:
+        if self.is_join:
+            return self.op.counts(self.in_shapes, self.out_shape)
+        return self.op.counts(self.in_shape, self.out_shape)
+
+
+@dataclass
+class Group:
+    """A container: a sequence, or parallel branches ending in a join layer."""
+
+    name: str                       # local name within its parent
+    path: str                       # dotted path from the root
+    kind: str                       # "seq", "concat" or "add"
+    children: List["Node"]
+    in_shape: Shape
+    out_shape: Shape
+    join: Optional[Layer] = None
+
+    def layers(self) -> Iterator[Layer]:
+        """Every primitive layer inside, in execution order (a join after its branches)."""
+        for child in self.children:
+            if isinstance(child, Layer):
+                yield child
+            else:
+                yield from child.layers()
+        if self.join is not None:
+            yield self.join
+
+
+Node = Union[Layer, Group]
+
+
+@dataclass
+class Row:
+    """One row of the spec's table (or one head): its group and what the spec said of it."""
+
+    name: str
+    group: Group
+    pos: Position
+    paper: Dict[str, PaperFigure] = field(default_factory=dict)
+    block: Optional[str] = None                 # the block it calls, if it is one block call
+    block_args: Dict[str, Any] = field(default_factory=dict)
+    head: Optional[Head] = None
+
+    @property
+    def out_shape(self) -> Shape:
+        return self.group.out_shape
+
+
+@dataclass
+class Graph:
+    spec: Spec
+    variant: Optional[str]
+    input_shape: Shape
+    rows: List[Row]
+    heads: List[Row]
+
+    def layers(self, heads: bool = False) -> List[Layer]:
+        rows = self.rows + (self.heads if heads else [])
+        return [layer for row in rows for layer in row.group.layers()]
+
+
+def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape] = None) -> Graph:
+    """The layer graph of ``spec`` in ``variant`` (each block's first variant when None)."""
+    if variant is not None and variant not in spec.variants:
+        have = f"this spec has: {', '.join(spec.variants)}" if spec.variants else \
+            "this spec has no block with variants"
+        raise SpecError(f"unknown variant '{variant}'{did_you_mean(variant, spec.variants)}; "
+                        f"{have}", Position(spec.path))
+    builder = _Builder(spec, variant)
+    shape = tuple(input_shape or spec.input)
+    rows, outputs = [], {}
+    for row in spec.rows:
+        group = builder.group(row.body, row.name, row.name, {}, shape, row.name, "the input")
+        block, args = builder.call_info(row.body)
+        rows.append(Row(row.name, group, row.pos, row.paper, block, args))
+        outputs[row.name] = group.out_shape
+        shape = group.out_shape
+        builder.previous = row.name
+    heads = []
+    for head in spec.heads:
+        if head.after not in outputs:
+            raise SpecError(f"head '{head.name}': no layer named '{head.after}'"
+                            f"{did_you_mean(head.after, outputs)}", head.pos)
+        if head.name in outputs or any(h.name == head.name for h in heads):
+            raise SpecError(f"the name '{head.name}' is used twice", head.pos)
+        builder.previous = head.after
+        group = builder.group(head.body, head.name, head.name, {}, outputs[head.after],
+                              head.name, head.after)
+        block, args = builder.call_info(head.body)
+        heads.append(Row(head.name, group, head.pos, {}, block, args, head))
+    return Graph(spec, variant, tuple(input_shape or spec.input), rows, heads)
+
+
+class _Builder:
+    def __init__(self, spec: Spec, variant: Optional[str]):
+        self.spec, self.variant = spec, variant
+        self.previous = "the input"     # the layer before, for messages
+        self.calling: List[str] = []    # blocks being expanded, to catch recursion
+
+    # -- containers ------------------------------------------------------------------------
+    def group(self, expr: Expr, name: str, path: str, env, shape: Shape, row: str,
+              before: str) -> Group:
+        if isinstance(expr, Call):
+            block, env = self.enter(expr, env)
+            try:
+                return self.group(self.body(block), name, path, env, shape, row, before)
+            finally:
+                self.calling.pop()
+        if isinstance(expr, Branches):
+            return self.branches(expr, name, path, env, shape, row)
+        items = expr.items if isinstance(expr, Seq) else [expr]
+        children, out = self.sequence(items, path, env, shape, row)
+        return Group(name, path, "seq", children, shape, out)
+
+    def sequence(self, items: Sequence[Expr], path, env, shape, row):
+        children: List[Node] = []
+        taken = set()
+        for item, local in zip(items, _local_names(items)):
+            if isinstance(item, OpCall):
+                layer = self.layer(item, f"{path}.{local}", env, shape, row)
+                new = [layer]
+                act = layer.op.a.get("act")
+                if act:
+                    new.append(self.activation(act, f"{path}.{local}_{act}", layer, row))
+            else:
+                new = [self.group(item, local, f"{path}.{local}", env, shape, row,
+                                  self.previous)]
+            for node in new:
+                name = node.path if isinstance(node, Group) else node.name
+                if name in taken:
+                    raise SpecError(f"layer '{path}': the name '{name.rsplit('.', 1)[-1]}' is "
+                                    "used twice", item.pos)
+                taken.add(name)
+                self.previous = name
+            children += new
+            shape = new[-1].out_shape
+        return children, shape
+
+    def branches(self, expr: Branches, name, path, env, shape, row) -> Group:
+        names = [n or f"b{i + 1}" for i, (n, _) in enumerate(expr.branches)]
+        start = self.previous
+        groups = []
+        for local, (_, sub) in zip(names, expr.branches):
+            self.previous = start
+            groups.append(self.group(sub, local, f"{path}.{local}", env, shape, row, start))
+        join = JOINS[expr.kind]
+        shapes = tuple(g.out_shape for g in groups)
+        try:
+            out = join.output_shape(shapes)
+        except ShapeError as exc:
+            raise SpecError(f"layer '{path}': {exc}", expr.pos) from None
+        layer = Layer(path, join, shapes, out, expr.pos, row)
+        return Group(name, path, expr.kind, groups, shape, out, layer)
+
+    # -- leaves ----------------------------------------------------------------------------
+    def layer(self, call: OpCall, path, env, shape, row) -> Layer:
+        op = self.make_op(call, env, path)
+        try:
+            out = op.output_shape(shape)
+        except ShapeError as exc:
+            raise SpecError(f"layer '{path}': {exc} (after '{self.previous}')", call.pos) from None
+        return Layer(path, op, (shape,), out, call.pos, row)
+
+    def activation(self, act: str, path: str, after: Layer, row: str) -> Layer:
+        op = OPS[act]()
+        return Layer(path, op, (after.out_shape,), op.output_shape(after.out_shape), after.pos,
+                     row)
+
+    def make_op(self, call: OpCall, env, path) -> Op:
+        cls = OPS[call.op]
+        given = dict(self.spec.defaults.get(call.op, {}))
+        given.update({k: (v, call.arg_pos[k]) for k, v in call.args.items()})
+        values = {}
+        for key, arg in cls.args.items():
+            if key not in given:
+                if arg.required:
+                    raise SpecError(f"layer '{path}': {call.op} needs '{key}'", call.pos)
+                values[key] = arg.check(arg.default) if arg.default is not None else None
+                continue
+            raw, pos = given[key]
+            raw, pos = _substitute(raw, pos, env)
+            try:
+                values[key] = arg.check(raw)
+            except ArgError as exc:
+                hint = did_you_mean(raw, env) if isinstance(raw, str) and env else ""
+                raise SpecError(f"layer '{path}': {call.op} '{key}' {exc}{hint}", pos) from None
+        try:
+            return cls(**values)
+        except ArgError as exc:
+            raise SpecError(f"layer '{path}': {call.op} {exc}", call.pos) from None
+
+    # -- blocks ----------------------------------------------------------------------------
+    def enter(self, call: Call, env) -> Tuple[Block, Dict[str, Tuple[Any, Position]]]:
+        block = self.spec.blocks[call.block]
+        if block.name in self.calling:
+            raise SpecError(f"block '{block.name}' calls itself", call.pos)
+        self.calling.append(block.name)
+        args = [_substitute(v, p, env) for v, p in call_args(call, block)]
+        return block, dict(zip(block.params, args))
+
+    def body(self, block: Block) -> Expr:
+        if self.variant in block.variants:
+            return block.variants[self.variant]
+        return next(iter(block.variants.values()))
+
+    def call_info(self, expr: Expr):
+        """The block a row calls and its arguments by name, for tables that show them."""
+        if not isinstance(expr, Call):
+            return None, {}
+        block = self.spec.blocks[expr.block]
+        return block.name, {p: v for p, (v, _) in zip(block.params, call_args(expr, block))}
+
+
+def _substitute(raw, pos, env):
+    """A block argument's value where the body names it; anything else unchanged."""
+    if isinstance(raw, str) and raw in env:
+        return env[raw]
+    if isinstance(raw, list) and any(isinstance(v, str) and v in env for v in raw):
+        return [env[v][0] if isinstance(v, str) and v in env else v for v in raw], pos
+    return raw, pos
+
+
+def _default_name(expr: Expr) -> str:
+    if isinstance(expr, OpCall):
+        return expr.op
+    if isinstance(expr, Call):
+        return expr.block
+    return expr.kind if isinstance(expr, Branches) else "seq"
+
+
+def _local_names(items: Sequence[Expr]) -> List[str]:
+    """Given names, else the op's name, numbered (conv_1, conv_2) where it repeats."""
+    defaults = [_default_name(e) for e in items]
+    repeats = Counter(d for e, d in zip(items, defaults) if e.name is None)
+    seen: Counter = Counter()
+    names = []
+    for expr, default in zip(items, defaults):
+        if expr.name is not None:
+            names.append(expr.name)
+        elif repeats[default] > 1:
+            seen[default] += 1
+            names.append(f"{default}_{seen[default]}")
+        else:
+            names.append(default)
+    return names

@@ -1,0 +1,228 @@
+"""What every op is: its arguments, its output shape, its counts.
+
+An op class is the one place that knows an op type. The spec reader validates arguments through
+its ``args`` table, the graph asks it for output shapes, the analyzer for counts, the torch
+builder for a module. Nothing outside ``archcalc/ops`` branches on op names.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
+
+Shape = Tuple[int, ...]  # (C, H, W) for feature maps, (F,) for vectors
+
+
+class ArgError(ValueError):
+    """An argument value that does not fit; the message completes "op 'arg' ...". """
+
+
+class ShapeError(ValueError):
+    """An op that cannot take the shape it is given; the message says why."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of an op: how to check and normalize its value, and its default."""
+
+    check: Callable[[Any], Any]
+    default: Any = None
+    required: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What one layer costs, per image. Python ints throughout.
+
+    ``params`` are trainable parameters with biases; ``weights`` the same without biases (the
+    paper's convention); ``non_trainable`` state such as BatchNorm's running statistics;
+    ``macs`` multiply-adds of convolution and linear weights, bias excluded; ``other_ops``
+    the elementwise or comparison work of every other op, kept apart from ``macs``.
+    """
+
+    params: int = 0
+    weights: int = 0
+    non_trainable: int = 0
+    macs: int = 0
+    other_ops: int = 0
+
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(
+            self.params + other.params,
+            self.weights + other.weights,
+            self.non_trainable + other.non_trainable,
+            self.macs + other.macs,
+            self.other_ops + other.other_ops,
+        )
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+class Op:
+    """Base class of all ops. Subclasses set the class attributes and override the methods."""
+
+    name: ClassVar[str] = ""            # the key in a spec
+    title: ClassVar[str] = ""           # how a table names the type ("convolution")
+    summary: ClassVar[str] = ""         # one line for docs and `archcalc ops`
+    args: ClassVar[Dict[str, Arg]] = {}
+    depth: ClassVar[Optional[str]] = None   # "weights" (conv, linear) or "pool": counted in depth
+    activation: ClassVar[bool] = False      # may be named by another op's `act:`
+
+    def __init__(self, **values: Any):
+        self.a = values  # validated, normalized argument values
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.a.items())
+        return f"{self.name}({args})"
+
+    # --- what the analyzer asks -------------------------------------------------------------
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def counts(self, in_shape: Shape, out_shape: Shape) -> Counts:
+        return Counts()
+
+    def patch(self) -> Optional[str]:
+        """Kernel and stride the way the paper writes them (``7×7/2``), if the op has a window."""
+        return None
+
+    # --- what the torch builder asks (imports torch lazily) ---------------------------------
+    def to_torch(self, in_shape: Shape):
+        raise NotImplementedError(f"op '{self.name}' has no PyTorch builder")
+
+
+OPS: Dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: make an op available to specs under ``cls.name``."""
+    if not cls.name or cls.name in OPS:
+        raise RuntimeError(f"op name {cls.name!r} is empty or taken")
+    OPS[cls.name] = cls
+    return cls
+
+
+# --- argument checkers: each returns the normalized value or raises ArgError ---------------
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def positive_int(v: Any) -> int:
+    if not _is_int(v) or v <= 0:
+        raise ArgError(f"must be a positive integer, got {v!r}")
+    return v
+
+
+def pair(v: Any) -> Tuple[int, int]:
+    """A positive int or a [height, width] pair: kernels, strides."""
+    if _is_int(v) and v > 0:
+        return (v, v)
+    if isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v):
+        return (v[0], v[1])
+    raise ArgError(f"must be a positive integer or [height, width], got {v!r}")
+
+
+def padding(v: Any):
+    """``same``, ``valid``, a non-negative int or a [height, width] pair."""
+    if v in ("same", "valid"):
+        return v
+    if _is_int(v) and v >= 0:
+        return (v, v)
+    if isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x >= 0 for x in v):
+        return (v[0], v[1])
+    raise ArgError(f"must be 'same', 'valid', a non-negative integer or [height, width], got {v!r}")
+
+
+def boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ArgError(f"must be true or false, got {v!r}")
+    return v
+
+
+def probability(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise ArgError(f"must be a number from 0 up to (not including) 1, got {v!r}")
+    return float(v)
+
+
+def positive_number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise ArgError(f"must be a positive number, got {v!r}")
+    return float(v)
+
+
+def activation(v: Any) -> Optional[str]:
+    """``none`` or the name of an activation op (``relu``)."""
+    if v is None or v == "none":
+        return None
+    names = sorted(n for n, cls in OPS.items() if cls.activation)
+    if v not in names:
+        raise ArgError(f"must be 'none' or one of {', '.join(names)}, got {v!r}")
+    return v
+
+
+# --- window arithmetic shared by convolution and pooling -----------------------------------
+
+def window_padding(pad, size: int, kernel: int, stride: int, dilation: int = 1) -> int:
+    """Per-side padding along one axis. ``same`` keeps ``ceil(size / stride)`` symmetrically."""
+    if pad == "valid":
+        return 0
+    if pad == "same":
+        span = dilation * (kernel - 1) + 1
+        total = max((math.ceil(size / stride) - 1) * stride + span - size, 0)
+        return math.ceil(total / 2)
+    return pad
+
+
+def window_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1,
+               ceil: bool = False) -> int:
+    """Output length along one axis, exactly as PyTorch computes it (ceil mode included)."""
+    span = dilation * (kernel - 1) + 1
+    room = size + 2 * pad - span
+    if room < 0:
+        return 0
+    out = (-(-room // stride) if ceil else room // stride) + 1
+    if ceil and (out - 1) * stride >= size + pad:
+        out -= 1  # the last window must start inside the input or the left padding
+    return out
+
+
+def feature_map(shape: Shape, what: str) -> Tuple[int, int, int]:
+    """The (C, H, W) of ``shape``, or a ShapeError saying that ``what`` needs one."""
+    if len(shape) != 3:
+        raise ShapeError(f"{what} needs a C×H×W feature map, got a vector of {fmt_shape(shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def window(shape: Shape, kernel, stride, pad, dilation=(1, 1), ceil: bool = False,
+           what: str = "window"):
+    """Output (H, W) and per-side padding of a sliding window over a C×H×W input."""
+    _, h, w = feature_map(shape, what)
+    pads = tuple(window_padding(pad if isinstance(pad, str) else pad[i], size, kernel[i],
+                                stride[i], dilation[i]) for i, size in enumerate((h, w)))
+    if pad == "same" and any(window_out(size, kernel[i], stride[i], pads[i], dilation[i]) !=
+                             math.ceil(size / stride[i]) for i, size in enumerate((h, w))):
+        raise ShapeError(
+            f"padding 'same' cannot keep {h}×{w} / {stride[0]}×{stride[1]} with a "
+            f"{kernel[0]}×{kernel[1]} kernel by padding both sides equally; "
+            "write padding: valid or a number")
+    out = tuple(window_out(size, kernel[i], stride[i], pads[i], dilation[i], ceil)
+                for i, size in enumerate((h, w)))
+    if min(out) < 1:
+        padded = f" (padding {pads[0]}×{pads[1]})" if any(pads) else ""
+        raise ShapeError(f"{kernel[0]}×{kernel[1]} {what} does not fit a {h}×{w} input{padded}")
+    return out, pads
+
+
+def patch_text(kernel, stride) -> str:
+    k = f"{kernel[0]}×{kernel[1]}"
+    s = str(stride[0]) if stride[0] == stride[1] else f"{stride[0]}×{stride[1]}"
+    return f"{k}/{s}"

@@ -1,0 +1,30 @@
+"""Fully connected layer. Any input is flattened first, as the paper's classifier takes the
+1×1×1024 output of average pooling."""
+from __future__ import annotations
+
+from .base import Arg, Counts, Op, activation, boolean, numel, positive_int, register
+
+
+@register
+class Linear(Op):
+    name = "linear"
+    title = "linear"
+    summary = "fully connected layer; the input is flattened to a vector first"
+    depth = "weights"
+    args = {
+        "out": Arg(positive_int, required=True, doc="output features"),
+        "bias": Arg(boolean, True, doc="add a learned bias per output feature"),
+        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu"),
+    }
+
+    def output_shape(self, shape):
+        return (self.a["out"],)
+
+    def counts(self, in_shape, out_shape):
+        weights = numel(in_shape) * self.a["out"]
+        return Counts(params=weights + (self.a["out"] if self.a["bias"] else 0),
+                      weights=weights, macs=weights)
+
+    def to_torch(self, in_shape):
+        from .torch_modules import FlattenLinear
+        return FlattenLinear(numel(in_shape), self.a["out"], bias=self.a["bias"])

@@ -1,0 +1,82 @@
+"""Pooling: max and average over a window, and global average pooling.
+
+Unlike convolution, a pooling window is unpadded by default ('valid'), as in every framework;
+``ceil: true`` rounds the output size up as Caffe did, which is how Table 1 takes 112 to 56.
+"""
+from __future__ import annotations
+
+from .base import (Arg, Counts, Op, boolean, feature_map, numel, pair, padding, patch_text,
+                   register, window)
+
+
+class _Window(Op):
+    depth = "pool"
+    args = {
+        "kernel": Arg(pair, required=True, doc="window size, n or [height, width]"),
+        "stride": Arg(pair, None, doc="stride; the kernel size when not given"),
+        "padding": Arg(padding, "valid", doc="'valid' (default), 'same', n or [height, width]"),
+        "ceil": Arg(boolean, False, doc="round the output size up (Caffe's pooling)"),
+    }
+
+    def __init__(self, **values):
+        if values.get("stride") is None:
+            values["stride"] = values["kernel"]
+        super().__init__(**values)
+
+    def _window(self, shape):
+        return window(shape, self.a["kernel"], self.a["stride"], self.a["padding"],
+                      ceil=self.a["ceil"], what="window")
+
+    def output_shape(self, shape):
+        (h, w), _ = self._window(shape)
+        return (shape[0], h, w)
+
+    def counts(self, in_shape, out_shape):
+        kh, kw = self.a["kernel"]
+        return Counts(other_ops=kh * kw * numel(out_shape))  # one read per window element
+
+    def patch(self):
+        return patch_text(self.a["kernel"], self.a["stride"])
+
+
+@register
+class MaxPool(_Window):
+    name = "maxpool"
+    title = "max pool"
+    summary = "maximum over each window"
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        _, pads = self._window(in_shape)
+        return nn.MaxPool2d(self.a["kernel"], self.a["stride"], pads, ceil_mode=self.a["ceil"])
+
+
+@register
+class AvgPool(_Window):
+    name = "avgpool"
+    title = "avg pool"
+    summary = "mean over each window (padding counts as zeros)"
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        _, pads = self._window(in_shape)
+        return nn.AvgPool2d(self.a["kernel"], self.a["stride"], pads, ceil_mode=self.a["ceil"])
+
+
+@register
+class GlobalAvgPool(Op):
+    name = "gap"
+    title = "global avg pool"
+    summary = "mean over the whole height and width: C×H×W to C×1×1"
+    depth = "pool"
+
+    def output_shape(self, shape):
+        c, _, _ = feature_map(shape, "global average pooling")
+        return (c, 1, 1)
+
+    def counts(self, in_shape, out_shape):
+        return Counts(other_ops=numel(in_shape))
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        return nn.AdaptiveAvgPool2d(1)

@@ -1,0 +1,417 @@
+"""Read a YAML spec into plain records that keep the user's words and their positions.
+
+Nothing here computes shapes or counts: a :class:`Spec` is what the user wrote, checked for
+form (known keys, known ops and blocks, names), ready for :mod:`archcalc.graph` to expand.
+Op argument values are checked there, once block arguments are filled in.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from . import yamlpos
+from .errors import Position, SpecError, did_you_mean
+from .ops import OPS
+
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+PAPER_FIGURE = re.compile(r"^(\d+(?:\.\d+)?)([KMG]?)$")
+STRUCTURAL = ("seq", "concat", "add")
+PAPER_QUANTITIES = ("params", "ops")
+
+
+@dataclass
+class OpCall:
+    op: str
+    args: Dict[str, Any]            # raw values; inside a block they may name block arguments
+    arg_pos: Dict[str, Position]
+    name: Optional[str]
+    pos: Position
+
+
+@dataclass
+class Seq:
+    items: List["Expr"]
+    name: Optional[str]
+    pos: Position
+
+
+@dataclass
+class Branches:
+    kind: str                                   # "concat" or "add"
+    branches: List[Tuple[Optional[str], "Expr"]]
+    name: Optional[str]
+    pos: Position
+
+
+@dataclass
+class Call:
+    block: str
+    args: Any   # [(value, position)] in the block's order, or a mapping by argument name
+    name: Optional[str]
+    pos: Position
+
+
+Expr = Union[OpCall, Seq, Branches, Call]
+
+
+@dataclass
+class Block:
+    name: str
+    params: List[str]
+    variants: Dict[str, Expr]       # the first is the default
+    pos: Position
+
+
+@dataclass
+class PaperFigure:
+    printed: str                    # as the publication prints it: "2.7K"
+    value: float                    # 2.7
+    unit: str                       # "K", "M", "G" or ""
+    decimals: int                   # digits printed after the point
+    pos: Position
+
+
+@dataclass
+class Row:
+    name: str
+    body: Expr
+    paper: Dict[str, PaperFigure]
+    pos: Position
+
+
+@dataclass
+class Head:
+    name: str
+    after: str
+    body: Expr
+    loss_weight: float
+    pos: Position
+
+
+@dataclass
+class Spec:
+    path: str
+    name: str
+    source: str
+    description: str
+    input: Tuple[int, ...]
+    defaults: Dict[str, Dict[str, Tuple[Any, Position]]]
+    blocks: Dict[str, Block]
+    rows: List[Row]
+    heads: List[Head]
+    paper_units: Dict[str, int] = field(default_factory=lambda: {"params": 1024, "ops": 1000})
+
+    @property
+    def variants(self) -> List[str]:
+        names: List[str] = []
+        for block in self.blocks.values():
+            names += [v for v in block.variants if v not in names]
+        return names
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def load(path: Union[str, Path]) -> Spec:
+    """Read and check the spec at ``path``; raise SpecError with a position on any problem."""
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise SpecError(f"cannot read the spec: {reason}", Position(path)) from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "<spec>") -> Spec:
+    doc = yamlpos.load(text, path)
+    if not isinstance(doc, yamlpos.PosDict):
+        raise SpecError("a spec is a mapping with 'input' and 'layers'", _pos_of(doc, path))
+    _check_keys(doc, ("name", "source", "description", "input", "defaults", "blocks", "layers",
+                      "heads", "paper_units"), "the spec")
+    for key in ("input", "layers"):
+        if key not in doc:
+            raise SpecError(f"the spec has no '{key}'", doc.pos)
+    reader = _Reader(path)
+    blocks = reader.blocks(doc.get("blocks"), doc.value_pos.get("blocks", doc.pos))
+    reader.known_blocks = blocks
+    spec = Spec(
+        path=path,
+        name=_text(doc, "name", Path(path).stem),
+        source=_text(doc, "source", ""),
+        description=_text(doc, "description", ""),
+        input=parse_input(doc["input"], doc.value_pos["input"]),
+        defaults=reader.defaults(doc.get("defaults"), doc.value_pos.get("defaults", doc.pos)),
+        blocks=blocks,
+        rows=reader.rows(doc["layers"], doc.value_pos["layers"]),
+        heads=reader.heads(doc.get("heads"), doc.value_pos.get("heads", doc.pos)),
+    )
+    if "paper_units" in doc:
+        spec.paper_units = reader.paper_units(doc["paper_units"], doc.value_pos["paper_units"])
+    reader.check_calls(spec)
+    return spec
+
+
+def parse_input(value: Any, pos: Position) -> Tuple[int, ...]:
+    """``[C, H, W]`` (or ``[F]``) of positive integers, from YAML or the CLI's ``3x224x224``."""
+    if isinstance(value, str):
+        parts = value.lower().replace("×", "x").split("x")
+        value = [int(p) if p.strip().isdigit() else p for p in parts]
+    ok = isinstance(value, list) and len(value) in (1, 3) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    if not ok:
+        raise SpecError(f"'input' must be [channels, height, width] of positive integers, "
+                        f"got {value!r}", pos)
+    return tuple(value)
+
+
+def _pos_of(value: Any, path: str) -> Position:
+    return getattr(value, "pos", Position(path, 1, 1))
+
+
+def _check_keys(mapping: "yamlpos.PosDict", allowed, where: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            raise SpecError(f"{where}: unknown key '{key}'{did_you_mean(key, allowed)}",
+                            mapping.key_pos[key])
+
+
+def _text(doc, key: str, default: str) -> str:
+    value = doc.get(key, default)
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise SpecError(f"'{key}' must be text", doc.value_pos[key])
+    return str(value)
+
+
+def _name(value: Any, pos: Position, what: str) -> str:
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or not NAME.match(str(value)):
+        raise SpecError(f"{what} {value!r} must be letters, digits, '_' or '-' (no dots)", pos)
+    return str(value)
+
+
+class _Reader:
+    """Turns positioned YAML into spec records; knows the blocks once they are read."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.known_blocks: Dict[str, Block] = {}
+        self.called: List[Call] = []
+
+    # -- sections --------------------------------------------------------------------------
+    def blocks(self, value, pos) -> Dict[str, Block]:
+        if value is None:
+            return {}
+        mapping = self._mapping(value, pos, "'blocks'")
+        out = {}
+        # a block may call one defined after it: know every name before reading bodies
+        self.known_blocks = {_name(k, mapping.key_pos[k], "block name"): None for k in mapping}
+        for key in mapping:
+            if key in OPS or key in STRUCTURAL:
+                raise SpecError(f"block '{key}' has the name of an op", mapping.key_pos[key])
+            out[key] = self.block(key, mapping[key], mapping.value_pos[key])
+        return out
+
+    def block(self, name, value, pos) -> Block:
+        where = f"block '{name}'"
+        body = self._mapping(value, pos, where)
+        _check_keys(body, ("args", "body", "variants", "description"), where)
+        params = body.get("args", [])
+        if not isinstance(params, list):
+            raise SpecError(f"{where}: 'args' must be a list of names", body.value_pos["args"])
+        params = [_name(p, params.item_pos[i], "argument") for i, p in enumerate(params)]
+        if len(set(params)) != len(params):
+            raise SpecError(f"{where}: an argument name is repeated", body.value_pos["args"])
+        if ("body" in body) == ("variants" in body):
+            raise SpecError(f"{where}: give either 'body' or 'variants'", body.pos)
+        if "body" in body:
+            variants = {"default": self.expr(body["body"], body.value_pos["body"], where)}
+        else:
+            table = self._mapping(body["variants"], body.value_pos["variants"], where)
+            if not table:
+                raise SpecError(f"{where}: 'variants' is empty", table.pos)
+            variants = {_name(k, table.key_pos[k], "variant"):
+                        self.expr(table[k], table.value_pos[k], f"{where}, variant '{k}'")
+                        for k in table}
+        return Block(name, params, variants, pos)
+
+    def defaults(self, value, pos):
+        if value is None:
+            return {}
+        mapping = self._mapping(value, pos, "'defaults'")
+        out = {}
+        for op in mapping:
+            if op not in OPS:
+                raise SpecError(f"'defaults': unknown op '{op}'{did_you_mean(op, OPS)}",
+                                mapping.key_pos[op])
+            args = self._mapping(mapping[op], mapping.value_pos[op], f"defaults of '{op}'")
+            _check_keys(args, OPS[op].args, f"defaults of '{op}'")
+            out[op] = {k: (args[k], args.value_pos[k]) for k in args}
+        return out
+
+    def rows(self, value, pos) -> List[Row]:
+        mapping = self._mapping(value, pos, "'layers'")
+        if not mapping:
+            raise SpecError("'layers' is empty", pos)
+        rows = []
+        for key in mapping:
+            name = _name(key, mapping.key_pos[key], "layer name")
+            body, paper = mapping[key], {}
+            where = f"layer '{name}'"
+            if isinstance(body, yamlpos.PosDict) and "paper" in body:
+                paper = self.paper(body["paper"], body.value_pos["paper"], where)
+                body = _without(body, "paper")
+            rows.append(Row(name, self.expr(body, mapping.value_pos[key], where, name=name),
+                            paper, mapping.key_pos[key]))
+        return rows
+
+    def heads(self, value, pos) -> List[Head]:
+        if value is None:
+            return []
+        mapping = self._mapping(value, pos, "'heads'")
+        heads = []
+        for key in mapping:
+            name = _name(key, mapping.key_pos[key], "head name")
+            where = f"head '{name}'"
+            head = self._mapping(mapping[key], mapping.value_pos[key], where)
+            _check_keys(head, ("after", "use", "loss_weight"), where)
+            for required in ("after", "use"):
+                if required not in head:
+                    raise SpecError(f"{where} has no '{required}'", head.pos)
+            weight = head.get("loss_weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                raise SpecError(f"{where}: 'loss_weight' must be a non-negative number, "
+                                f"got {weight!r}", head.value_pos.get("loss_weight", head.pos))
+            after = _name(head["after"], head.value_pos["after"], "layer name")
+            body = self.expr(head["use"], head.value_pos["use"], where, name=name)
+            heads.append(Head(name, after, body, float(weight), mapping.key_pos[key]))
+        return heads
+
+    def paper(self, value, pos, where) -> Dict[str, PaperFigure]:
+        mapping = self._mapping(value, pos, f"{where}: 'paper'")
+        _check_keys(mapping, PAPER_QUANTITIES, f"{where}: 'paper'")
+        out = {}
+        for key in mapping:
+            printed = str(mapping[key])
+            match = PAPER_FIGURE.match(printed)
+            if isinstance(mapping[key], bool) or not match:
+                raise SpecError(f"{where}: paper '{key}' must be a figure like 2.7K, 34M or 1000, "
+                                f"got {mapping[key]!r}", mapping.value_pos[key])
+            number, unit = match.groups()
+            decimals = len(number.split(".")[1]) if "." in number else 0
+            out[key] = PaperFigure(printed, float(number), unit, decimals, mapping.value_pos[key])
+        return out
+
+    def paper_units(self, value, pos) -> Dict[str, int]:
+        mapping = self._mapping(value, pos, "'paper_units'")
+        _check_keys(mapping, PAPER_QUANTITIES, "'paper_units'")
+        for key in mapping:
+            if mapping[key] not in (1000, 1024):
+                raise SpecError(f"'paper_units': '{key}' must be 1000 or 1024 (the size of K), "
+                                f"got {mapping[key]!r}", mapping.value_pos[key])
+        return {"params": 1024, "ops": 1000, **mapping}
+
+    def check_calls(self, spec: Spec) -> None:
+        for call in self.called:
+            call_args(call, spec.blocks[call.block])
+
+    # -- expressions -----------------------------------------------------------------------
+    def expr(self, value, pos, where, name=None) -> Expr:
+        """An op, a block call, a list (sequence), or seq/concat/add of sub-expressions."""
+        if isinstance(value, yamlpos.PosList):
+            return Seq([self.expr(v, value.item_pos[i], where) for i, v in enumerate(value)],
+                       name, pos)
+        if isinstance(value, str):
+            return self._call(value, None, pos, pos, where, name)
+        if not isinstance(value, yamlpos.PosDict) or not value:
+            raise SpecError(f"{where}: expected an op (like conv: {{...}}), a list of ops or a "
+                            f"block call, got {value!r}", pos)
+        if "name" in value:
+            name = _name(value["name"], value.value_pos["name"], "name")
+        keys = [k for k in value if k != "name"]
+        if len(keys) != 1:
+            listed = ", ".join(f"'{k}'" for k in keys) or "none"
+            raise SpecError(f"{where}: one op per entry, got {listed} (a list makes a "
+                            "sequence)", value.pos)
+        key = keys[0]
+        return self._call(key, value[key], value.key_pos[key], value.value_pos[key], where, name)
+
+    def _call(self, key, args, pos, args_pos, where, name) -> Expr:
+        if key == "seq":
+            if not isinstance(args, yamlpos.PosList) or not args:
+                raise SpecError(f"{where}: 'seq' takes a non-empty list", args_pos)
+            return Seq([self.expr(v, args.item_pos[i], where) for i, v in enumerate(args)],
+                       name, pos)
+        if key in ("concat", "add"):
+            return Branches(key, self._branches(key, args, args_pos, where), name, pos)
+        if key in OPS:
+            return self._op(key, args, pos, args_pos, where, name)
+        if key in self.known_blocks:
+            return self._block_call(key, args, pos, args_pos, where, name)
+        choices = list(OPS) + list(STRUCTURAL) + list(self.known_blocks)
+        raise SpecError(f"{where}: unknown op '{key}'{did_you_mean(str(key), choices)}", pos)
+
+    def _branches(self, kind, value, pos, where):
+        if isinstance(value, yamlpos.PosList) and len(value) >= 2:
+            return [(None, self.expr(v, value.item_pos[i], where)) for i, v in enumerate(value)]
+        if isinstance(value, yamlpos.PosDict) and len(value) >= 2:
+            return [(_name(k, value.key_pos[k], "branch name"),
+                     self.expr(value[k], value.value_pos[k], where)) for k in value]
+        raise SpecError(f"{where}: '{kind}' takes two or more branches, as a list or a mapping "
+                        "of branch names", pos)
+
+    def _op(self, op, args, pos, args_pos, where, name):
+        if args is None:
+            args = yamlpos.PosDict()
+            args.pos, args.key_pos, args.value_pos = args_pos, {}, {}
+        if not isinstance(args, yamlpos.PosDict):
+            raise SpecError(f"{where}: '{op}' takes a mapping of arguments like "
+                            f"{{{', '.join(list(OPS[op].args)[:2]) or 'name'}: ...}}, "
+                            f"got {args!r}", args_pos)
+        _check_keys(args, list(OPS[op].args) + ["name"], f"{where}: {op}")
+        if "name" in args:
+            name = _name(args["name"], args.value_pos["name"], "name")
+        values = {k: args[k] for k in args if k != "name"}
+        return OpCall(op, values, {k: args.value_pos[k] for k in values}, name, pos)
+
+    def _block_call(self, block, args, pos, args_pos, where, name):
+        if args is None:
+            args = []
+        elif isinstance(args, yamlpos.PosList):
+            args = [(v, args.item_pos[i]) for i, v in enumerate(args)]
+        elif not isinstance(args, yamlpos.PosDict):
+            args = [(args, args_pos)]  # a single positional argument
+        call = Call(block, args, name, pos)
+        self.called.append(call)
+        return call
+
+    @staticmethod
+    def _mapping(value, pos, where) -> "yamlpos.PosDict":
+        if not isinstance(value, yamlpos.PosDict):
+            raise SpecError(f"{where} must be a mapping", pos)
+        return value
+
+
+def call_args(call: Call, block: Block) -> List[Tuple[Any, Position]]:
+    """The call's arguments in the block's parameter order, checked for names and count."""
+    if isinstance(call.args, yamlpos.PosDict):
+        mapping = call.args
+        _check_keys(mapping, block.params, f"block '{block.name}'")
+        missing = [p for p in block.params if p not in mapping]
+        if missing:
+            raise SpecError(f"block '{block.name}' is missing argument "
+                            f"{', '.join(repr(m) for m in missing)}", call.pos)
+        return [(mapping[p], mapping.value_pos[p]) for p in block.params]
+    if len(call.args) != len(block.params):
+        plural = "s" if len(block.params) != 1 else ""
+        raise SpecError(f"block '{block.name}' takes {len(block.params)} argument{plural} "
+                        f"({', '.join(block.params)}), got {len(call.args)}", call.pos)
+    return call.args
+
+
+def _without(mapping: "yamlpos.PosDict", key: str) -> "yamlpos.PosDict":
+    out = yamlpos.PosDict((k, v) for k, v in mapping.items() if k != key)
+    out.pos = mapping.pos
+    out.key_pos = {k: p for k, p in mapping.key_pos.items() if k != key}
+    out.value_pos = {k: p for k, p in mapping.value_pos.items() if k != key}
+    return out

@@ -261,8 +261,8 @@ class _Reader:
             if isinstance(body, yamlpos.PosDict) and "paper" in body:
                 paper = self.paper(body["paper"], body.value_pos["paper"], where)
                 body = _without(body, "paper")
-            rows.append(Row(name, self.expr(body, mapping.value_pos[key], where, name=name),
-                            paper, mapping.key_pos[key]))
+            rows.append(Row(name, self.expr(body, mapping.value_pos[key], where), paper,
+                            mapping.key_pos[key]))
         return rows
 
     def heads(self, value, pos) -> List[Head]:
@@ -283,7 +283,7 @@ class _Reader:
                 raise SpecError(f"{where}: 'loss_weight' must be a non-negative number, "
                                 f"got {weight!r}", head.value_pos.get("loss_weight", head.pos))
             after = _name(head["after"], head.value_pos["after"], "layer name")
-            body = self.expr(head["use"], head.value_pos["use"], where, name=name)
+            body = self.expr(head["use"], head.value_pos["use"], where)
             heads.append(Head(name, after, body, float(weight), mapping.key_pos[key]))
         return heads
 

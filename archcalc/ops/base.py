@@ -184,14 +184,15 @@ def window_padding(pad, size: int, kernel: int, stride: int, dilation: int = 1) 
 
 def window_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1,
                ceil: bool = False) -> int:
-    """Output length along one axis, exactly as PyTorch computes it (ceil mode included)."""
-    span = dilation * (kernel - 1) + 1
-    room = size + 2 * pad - span
-    if room < 0:
-        return 0
-    out = (-(-room // stride) if ceil else room // stride) + 1
-    if ceil and (out - 1) * stride >= size + pad:
-        out -= 1  # the last window must start inside the input or the left padding
+    """Output length along one axis, as PyTorch computes it; below 1 means it does not fit.
+
+    In ceil mode a last, partial window counts when it starts inside the input or the left
+    padding (so a 3×3/2 window in ceil mode takes 2×2 to 1×1, as PyTorch and Caffe do).
+    """
+    room = size + 2 * pad - dilation * (kernel - 1) - 1
+    out = (room + (stride - 1 if ceil else 0)) // stride + 1
+    if ceil and out > 0 and (out - 1) * stride >= size + pad:
+        out -= 1
     return out
 
 

@@ -1,0 +1,201 @@
+"""Count a layer graph: per layer, per row, in total; and audit the paper's printed figures.
+
+The result is a :class:`Report` of plain data (ints, tuples, strings). Nothing is formatted
+here: renderers in :mod:`archcalc.report` decide how numbers look.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Dict, List, Optional, Tuple
+
+from .graph import Graph, Group, Layer, Row
+from .ops import Counts, Shape
+from .spec import PaperFigure
+
+UNIT_POWER = {"": 0, "K": 1, "M": 2, "G": 3}
+DEFAULT_TOLERANCE_PCT = 1.0
+
+
+@dataclass
+class LayerStats:
+    name: str
+    type: str
+    row: str
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    weights: int
+    non_trainable: int
+    macs: int
+    other_ops: int
+    patch: Optional[str]
+
+
+@dataclass
+class PaperCell:
+    """One published figure beside the computed one, in the paper's units and convention."""
+
+    quantity: str               # "params" or "ops"
+    printed: str                # "159K"
+    computed: float             # 159.5 (in the printed unit)
+    delta_pct: float            # (computed - printed) / printed, in percent
+    flag: bool                  # disagrees beyond rounding and tolerance
+
+    def to_dict(self) -> dict:
+        return {"printed": self.printed, "computed": self.computed,
+                "delta_pct": round(self.delta_pct, 2), "flag": self.flag}
+
+
+@dataclass
+class RowStats:
+    name: str
+    type: str
+    patch: Optional[str]
+    block_args: Dict[str, object]
+    output_shape: Shape
+    depth: int                  # layers with weights on the longest path (the paper's depth)
+    depth_with_pool: int        # the same, pooling layers counted too
+    params: int
+    weights: int
+    non_trainable: int
+    macs: int
+    other_ops: int
+    paper: Dict[str, PaperCell] = field(default_factory=dict)
+    head: bool = False
+
+
+@dataclass
+class Totals:
+    params: int
+    weights: int
+    non_trainable: int
+    macs: int
+    other_ops: int
+    depth: int
+    depth_with_pool: int
+
+
+@dataclass
+class Report:
+    name: str
+    source: str
+    spec_path: str
+    input: Shape
+    variant: Optional[str]
+    rows: List[RowStats]
+    layers: List[LayerStats]
+    totals: Totals
+    paper_units: Dict[str, int]
+    tolerance_pct: float
+
+    @property
+    def flagged(self) -> List[Tuple[str, str]]:
+        return [(r.name, q) for r in self.rows for q, c in r.paper.items() if c.flag]
+
+    def to_dict(self) -> dict:
+        """The JSON contract: name, input, variant, rows, layers, totals (and the audit's terms)."""
+        rows = []
+        for r in self.rows:
+            row = {k: v for k, v in asdict(r).items() if k != "paper"}
+            if r.paper:
+                row["paper"] = {q: c.to_dict() for q, c in r.paper.items()}
+            rows.append(row)
+        return {
+            "name": self.name, "source": self.source, "spec": self.spec_path,
+            "input": list(self.input), "variant": self.variant,
+            "audit": {"params_unit_k": self.paper_units["params"],
+                      "ops_unit_k": self.paper_units["ops"],
+                      "convention": "weights only; ops = conv and linear multiply-adds",
+                      "tolerance_pct": self.tolerance_pct},
+            "rows": [_lists(r) for r in rows],
+            "layers": [_lists(asdict(l)) for l in self.layers],
+            "totals": asdict(self.totals),
+        }
+
+
+def _lists(record: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
+
+
+def analyze(graph: Graph, heads: bool = False,
+            tolerance_pct: float = DEFAULT_TOLERANCE_PCT) -> Report:
+    """Counts of every layer and row of ``graph``; heads are included only when asked."""
+    units = graph.spec.paper_units
+    rows = [row_stats(r, units, tolerance_pct) for r in graph.rows]
+    if heads:
+        rows += [row_stats(r, units, tolerance_pct) for r in graph.heads]
+    layers = [layer_stats(l) for l in graph.layers(heads)]
+    total = sum((l.counts() for l in graph.layers(heads)), Counts())
+    main = [r for r in rows if not r.head]
+    totals = Totals(total.params, total.weights, total.non_trainable, total.macs,
+                    total.other_ops, sum(r.depth for r in main),
+                    sum(r.depth_with_pool for r in main))
+    spec = graph.spec
+    return Report(spec.name, spec.source, spec.path, graph.input_shape, graph.variant, rows,
+                  layers, totals, units, tolerance_pct)
+
+
+def layer_stats(layer: Layer) -> LayerStats:
+    c = layer.counts()
+    patch = None if layer.is_join else layer.op.patch()
+    return LayerStats(layer.name, layer.kind, layer.row, layer.in_shape, layer.out_shape,
+                      c.params, c.weights, c.non_trainable, c.macs, c.other_ops, patch)
+
+
+def row_stats(row: Row, units: Dict[str, int], tolerance_pct: float) -> RowStats:
+    layers = list(row.group.layers())
+    c = sum((l.counts() for l in layers), Counts())
+    ops = [l for l in layers if not l.is_join]
+    paper = {q: audit(fig, q, c.weights if q == "params" else c.macs, units[q], tolerance_pct)
+             for q, fig in row.paper.items()}
+    return RowStats(
+        name=row.name, type=row_type(row, ops), patch=_row_patch(row, ops),
+        block_args=dict(row.block_args), output_shape=row.out_shape,
+        depth=depth(row.group, ("weights",)), depth_with_pool=depth(row.group, ("weights", "pool")),
+        params=c.params, weights=c.weights, non_trainable=c.non_trainable, macs=c.macs,
+        other_ops=c.other_ops, paper=paper, head=row.head is not None)
+
+
+def row_type(row: Row, ops: List[Layer]) -> str:
+    """The block's name for a block call; else the title of the row's main op: the one with
+    weights or a window ("convolution" for conv + batchnorm + relu)."""
+    if row.block:
+        return row.block
+    if row.group.join is not None:
+        return row.group.kind
+    main = [l for l in ops if l.op.depth] or [l for l in ops if not l.op.activation] or ops
+    titles = {l.op.title for l in main}
+    return titles.pop() if len(titles) == 1 else "sequence"
+
+
+def _row_patch(row: Row, ops: List[Layer]) -> Optional[str]:
+    """Kernel/stride of the row's last windowed op, as Table 1 shows conv2 as 3×3/1."""
+    if row.block or row.group.join is not None:
+        return None
+    patches = [p for p in (l.op.patch() for l in ops) if p]
+    return patches[-1] if patches else None
+
+
+def depth(node, kinds: Tuple[str, ...]) -> int:
+    """Layers of the given depth kinds on the longest path through ``node``."""
+    if isinstance(node, Layer):
+        return 1 if not node.is_join and node.op.depth in kinds else 0
+    if node.kind == "seq":
+        return sum(depth(c, kinds) for c in node.children)
+    return max(depth(c, kinds) for c in node.children)
+
+
+def audit(figure: PaperFigure, quantity: str, count: int, k: int, tolerance_pct: float) -> PaperCell:
+    """Compare ``count`` with the printed ``figure``.
+
+    The computed value is taken in the printed unit (K = ``k``, M = ``k``², ...). It agrees when,
+    rounded to the digits the paper printed, it reads the same, or when it is within
+    ``tolerance_pct`` percent of the printed value.
+    """
+    computed = count / k ** UNIT_POWER[figure.unit]
+    step = Decimal(1).scaleb(-figure.decimals)
+    rounded = Decimal(repr(computed)).quantize(step, rounding=ROUND_HALF_UP)
+    delta = (computed - figure.value) / figure.value * 100 if figure.value else float("inf")
+    agrees = rounded == Decimal(str(figure.value)).quantize(step) or abs(delta) <= tolerance_pct
+    return PaperCell(quantity, figure.printed, computed, delta, not agrees)

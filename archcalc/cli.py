@@ -1,0 +1,165 @@
+"""The `archcalc` command. Each command is one thin function: read options, call the library,
+print or write the result. Only this module prints, and it alone picks exit codes:
+0 done, 1 a check disagreed, 2 bad input."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from . import __version__
+from .errors import ArchcalcError
+
+app = typer.Typer(
+    help="Shapes, parameters and multiply-adds of convolutional networks written as YAML specs.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]})
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+    json = "json"
+
+
+class Style(str, Enum):
+    paper = "paper"
+    keras = "keras"
+
+
+# Options shared by commands (sqlite-utils style): one definition, one help text.
+SpecArg = Annotated[str, typer.Argument(
+    help="A spec file, or the name of a bundled spec such as googlenet (see `archcalc specs`).")]
+VariantOpt = Annotated[Optional[str], typer.Option(
+    "--variant", help="Use this variant of every block that has one (e.g. naive).")]
+InputOpt = Annotated[Optional[str], typer.Option(
+    "--input", help="Input size C×H×W, e.g. 3x448x448, instead of the spec's.")]
+HeadsOpt = Annotated[bool, typer.Option(
+    "--heads", help="Include training-only heads (auxiliary classifiers).")]
+FormatOpt = Annotated[Format, typer.Option(
+    "--format", "-f", help="table (on screen), csv, markdown or json.")]
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen.",
+    dir_okay=False)]
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad input becomes one line on stderr and exit code 2, never a traceback."""
+    try:
+        yield
+    except ArchcalcError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
+
+
+def emit(text: str, output: Optional[Path]) -> None:
+    """Print ``text``, or write it whole to ``output`` and say so on stderr."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from .files import write_atomic
+    write_atomic(output, text)
+    typer.echo(f"wrote {output}", err=True)
+
+
+def console():
+    """A rich console on stdout; when piped, wide enough that no table is cut."""
+    from rich.console import Console
+    return Console() if sys.stdout.isatty() else Console(width=250)
+
+
+def show(tab) -> None:
+    from .report import to_rich
+    out = console()
+    for note in tab.notes:
+        out.print(note, style="dim", highlight=False)
+    for part in to_rich(tab):
+        out.print(part)
+
+
+def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
+                tolerance: float):
+    from . import analysis, graph
+    from .errors import Position
+    from .files import resolve_spec
+    from .spec import load, parse_input
+    path = resolve_spec(spec)
+    model = load(path)
+    shape = parse_input(input, Position("--input")) if input else None
+    return analysis.analyze(graph.build(model, variant, shape), heads=heads,
+                            tolerance_pct=tolerance)
+
+
+@app.command()
+def table(
+    spec: SpecArg,
+    variant: VariantOpt = None,
+    input: InputOpt = None,
+    detail: Annotated[bool, typer.Option(
+        "--detail", help="One line per primitive layer (every branch of every block).")] = False,
+    style: Annotated[Style, typer.Option(
+        "--style", help="paper (Table 1's layout, with the audit) or keras (model.summary()).")
+    ] = Style.paper,
+    heads: HeadsOpt = False,
+    tolerance: Annotated[float, typer.Option(
+        "--tolerance", min=0.0, help="Audit: percent by which a printed figure may differ.")
+    ] = 1.0,
+    format: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
+
+    Example: archcalc table specs/googlenet.yaml --format markdown -o table1.md
+    """
+    from . import report as render
+    with user_errors():
+        if output is not None:
+            from .files import check_writable
+            check_writable(output)
+        result = load_report(spec, variant, input, heads, tolerance)
+        if format is Format.json:
+            emit(render.to_json(result.to_dict()), output)
+            return
+        tab = render.make_table(result, style.value, detail)
+        if format is Format.csv:
+            emit(render.to_csv(tab), output)
+        elif format is Format.markdown:
+            emit(render.to_markdown(tab), output)
+        elif output is not None:
+            emit(render.render_text(tab, color=False), output)
+        else:
+            show(tab)
+
+
+@app.command()
+def specs() -> None:
+    """List the specs that ship with archcalc (usable by name, from any folder)."""
+    from rich.table import Table as RichTable
+    from .files import bundled_specs
+    from .spec import load
+    tab = RichTable("name", "network", "input", "description", box=None, title_justify="left")
+    for path in bundled_specs():
+        with user_errors():
+            s = load(path)
+        tab.add_row(path.stem, s.name, "×".join(map(str, s.input)), s.description or s.source)
+    console().print(tab)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"archcalc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False
+         ) -> None:
+    """archcalc: shapes, parameters and multiply-adds of CNNs written as YAML specs."""

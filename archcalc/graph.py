@@ -107,8 +107,7 @@ def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape
     if variant is not None and variant not in spec.variants:
         have = f"this spec has: {', '.join(spec.variants)}" if spec.variants else \
             "this spec has no block with variants"
-        raise SpecError(f"unknown variant '{variant}'{did_you_mean(variant, spec.variants)}; "
-                        f"{have}", Position(spec.path))
+        raise SpecError(f"unknown variant '{variant}'; {have}", Position(spec.path))
     builder = _Builder(spec, variant)
     shape = tuple(input_shape or spec.input)
     rows, outputs = [], {}
@@ -146,7 +145,7 @@ class _Builder:
         if isinstance(expr, Call):
             block, env = self.enter(expr, env)
             try:
-                return self.group(self.body(block), name, path, env, shape, row, before)
+                return self.group(block.expr(self.variant), name, path, env, shape, row, before)
             finally:
                 self.calling.pop()
         if isinstance(expr, Branches):
@@ -240,11 +239,6 @@ class _Builder:
         self.calling.append(block.name)
         args = [_substitute(v, p, env) for v, p in call_args(call, block)]
         return block, dict(zip(block.params, args))
-
-    def body(self, block: Block) -> Expr:
-        if self.variant in block.variants:
-            return block.variants[self.variant]
-        return next(iter(block.variants.values()))
 
     def call_info(self, expr: Expr):
         """The block a row calls and its arguments by name, for tables that show them."""

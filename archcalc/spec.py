@@ -60,8 +60,15 @@ Expr = Union[OpCall, Seq, Branches, Call]
 class Block:
     name: str
     params: List[str]
-    variants: Dict[str, Expr]       # the first is the default
+    variants: Dict[str, Expr]       # named variants, the first being the default; or empty
+    body: Optional[Expr]            # the one body of a block without variants
     pos: Position
+
+    def expr(self, variant: Optional[str]) -> Expr:
+        """The body in ``variant`` when the block has it, else its default."""
+        if not self.variants:
+            return self.body
+        return self.variants.get(variant) or next(iter(self.variants.values()))
 
 
 @dataclass
@@ -225,15 +232,15 @@ class _Reader:
         if ("body" in body) == ("variants" in body):
             raise SpecError(f"{where}: give either 'body' or 'variants'", body.pos)
         if "body" in body:
-            variants = {"default": self.expr(body["body"], body.value_pos["body"], where)}
-        else:
-            table = self._mapping(body["variants"], body.value_pos["variants"], where)
-            if not table:
-                raise SpecError(f"{where}: 'variants' is empty", table.pos)
-            variants = {_name(k, table.key_pos[k], "variant"):
-                        self.expr(table[k], table.value_pos[k], f"{where}, variant '{k}'")
-                        for k in table}
-        return Block(name, params, variants, pos)
+            return Block(name, params, {}, self.expr(body["body"], body.value_pos["body"], where),
+                         pos)
+        table = self._mapping(body["variants"], body.value_pos["variants"], where)
+        if not table:
+            raise SpecError(f"{where}: 'variants' is empty", table.pos)
+        variants = {_name(k, table.key_pos[k], "variant"):
+                    self.expr(table[k], table.value_pos[k], f"{where}, variant '{k}'")
+                    for k in table}
+        return Block(name, params, variants, None, pos)
 
     def defaults(self, value, pos):
         if value is None:

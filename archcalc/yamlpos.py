@@ -52,7 +52,13 @@ def load(text: str, file: str) -> Any:
         loader.dispose()
 
 
+PLAIN_TAGS = {"tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool",
+                                                  "null")}
+
+
 def _convert(loader, node, file: str) -> Any:
+    if node.tag not in PLAIN_TAGS:
+        raise SpecError(f"unsupported YAML tag '{node.tag}'", _mark(file, node.start_mark))
     if isinstance(node, yaml.MappingNode):
         out = PosDict()
         out.pos, out.key_pos, out.value_pos = _mark(file, node.start_mark), {}, {}
@@ -72,6 +78,4 @@ def _convert(loader, node, file: str) -> Any:
         out.pos = _mark(file, node.start_mark)
         out.item_pos = [_mark(file, item.start_mark) for item in node.value]
         return out
-    if not node.tag.startswith("tag:yaml.org,2002:"):
-        raise SpecError(f"unsupported YAML tag {node.tag}", _mark(file, node.start_mark))
     return loader.construct_object(node, deep=True)

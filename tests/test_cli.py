@@ -1,0 +1,120 @@
+"""The commands as a user types them, through typer's CliRunner."""
+import csv
+import io
+import json
+
+from typer.testing import CliRunner
+
+from archcalc.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def test_table_on_screen_shows_table_1_and_the_audit():
+    out = run("table", "googlenet")
+    assert "1,582,671,872" in out and "6,998,552" in out
+    assert "112×112×64" in out and "7×7×1024" in out
+    assert "Audit of the published figures" in out
+    assert "7 of 24 published figures flagged" in out
+    assert "K = 1024" in out and "10^6" in out and "1%" in out
+
+
+def test_table_accepts_a_path(spec_path):
+    assert "GoogLeNet" in run("table", spec_path("googlenet"))
+
+
+def test_json_contract():
+    data = json.loads(run("table", "googlenet", "--format", "json"))
+    assert {"name", "input", "variant", "rows", "layers", "totals"} <= set(data)
+    assert data["input"] == [3, 224, 224] and data["variant"] is None
+    for record in data["rows"] + data["layers"]:
+        assert {"name", "type", "output_shape", "params", "weights", "non_trainable",
+                "macs"} <= set(record)
+    row = next(r for r in data["rows"] if r["name"] == "3a")
+    assert row["depth"] == 2 and row["output_shape"] == [256, 28, 28]
+    assert row["paper"]["params"] == {"printed": "159K", "computed": 159.5, "delta_pct": 0.31,
+                                      "flag": False}
+    assert data["totals"] == {**data["totals"], "params": 6_998_552, "weights": 6_990_272,
+                              "non_trainable": 0, "macs": 1_582_671_872, "depth": 22}
+    assert data["audit"]["tolerance_pct"] == 1.0
+
+
+def test_csv_has_the_screen_columns_with_plain_numbers():
+    rows = list(csv.DictReader(io.StringIO(run("table", "googlenet", "-f", "csv"))))
+    assert [r["name"] for r in rows][:3] == ["conv1", "pool1", "conv2"]
+    conv1 = rows[0]
+    assert conv1["MACs"] == "118013952" and conv1["params"] == "9472"
+    assert conv1["output"] == "112×112×64"
+    assert conv1["paper params"] == "2.7K" and conv1["Δ params"] == "240.28"
+    assert rows[-1]["name"] == "total" and rows[-1]["MACs"] == "1582671872"
+
+
+def test_markdown_is_a_table_a_readme_renders():
+    out = run("table", "googlenet", "-f", "markdown")
+    lines = [l for l in out.splitlines() if l.startswith("|")]
+    assert lines[0].startswith("| name") and set(lines[1]) <= set("|:- ")
+    assert len({l.count("|") for l in lines}) == 1      # every row has every column
+    assert any("| 3a " in l and "163,696" in l for l in lines)
+
+
+def test_output_file_written_whole(tmp_path):
+    target = tmp_path / "table1.csv"
+    result = runner.invoke(app, ["table", "googlenet", "-f", "csv", "-o", str(target)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert f"wrote {target}" in result.stderr
+    assert target.read_text().startswith("name,type,")
+    assert [p.name for p in tmp_path.iterdir()] == ["table1.csv"]   # no temporary left
+
+
+def test_text_table_to_file_has_no_colour_codes(tmp_path):
+    target = tmp_path / "t.txt"
+    run("table", "googlenet", "-o", str(target))
+    assert "\x1b[" not in target.read_text() and "1,582,671,872" in target.read_text()
+
+
+def test_detail_lists_every_branch_convolution():
+    out = run("table", "googlenet", "--detail")
+    for name in ("3a.b1x1.conv", "3a.b3x3.reduce", "3a.b5x5.conv", "3a.pool_proj.proj",
+                 "5b.pool_proj.pool"):
+        assert name in out
+
+
+def test_keras_style_totals():
+    out = run("table", "cifar-cnn", "--style", "keras")
+    assert "Total params: 1,253,674" in out
+    assert "Trainable params: 1,252,266" in out
+    assert "Non-trainable params: 1,408" in out
+    assert "(None, 30, 30, 32)" in out
+
+
+def test_variant_and_input_options():
+    naive = json.loads(run("table", "googlenet", "--variant", "naive", "-f", "json"))
+    assert naive["variant"] == "naive" and naive["totals"]["weights"] == 97_519_936
+    big = json.loads(run("table", "googlenet", "--input", "3x448x448", "-f", "json"))
+    assert big["input"] == [3, 448, 448]
+    assert big["rows"][0]["output_shape"] == [64, 224, 224]
+
+
+def test_heads_are_rows_when_asked():
+    data = json.loads(run("table", "googlenet", "--heads", "-f", "json"))
+    assert [r["name"] for r in data["rows"]][-2:] == ["aux1", "aux2"]
+    assert data["totals"]["params"] == 6_998_552 + 6_379_728
+    assert data["totals"]["depth"] == 22
+
+
+def test_specs_lists_the_bundled_ones():
+    out = run("specs")
+    for name in ("googlenet", "cifar-cnn", "nin"):
+        assert name in out
+
+
+def test_help_for_every_command():
+    for command in ("table", "specs"):
+        out = run(command, "--help")
+        assert "Usage" in out

@@ -1,0 +1,124 @@
+"""Each op's shape and counts against closed-form arithmetic written out in the test."""
+import pytest
+
+from archcalc import graph, spec
+from archcalc.errors import SpecError
+from archcalc.ops import OPS, Counts
+from archcalc.ops.base import window_out
+
+
+def layers_of(yaml_layers: str, input_shape="[3, 32, 32]"):
+    text = f"input: {input_shape}\nlayers:\n{yaml_layers}"
+    return graph.build(spec.parse(text, "t.yaml")).layers()
+
+
+def one(yaml_op: str, input_shape="[3, 32, 32]"):
+    return layers_of(f"  l: {yaml_op}\n", input_shape)[0]
+
+
+@pytest.mark.parametrize("size,kernel,stride,pad,ceil,expected", [
+    (224, 7, 2, 3, False, 112),     # conv1
+    (112, 3, 2, 0, True, 56),       # Table 1's pool: ceil((112-3)/2)+1
+    (112, 3, 2, 0, False, 55),
+    (13, 2, 2, 0, False, 6),        # Keras MaxPool2D on 13
+    (2, 3, 2, 0, True, 1),          # ceil mode: the window starts inside the input
+    (2, 3, 2, 0, False, 0),         # does not fit
+    (5, 2, 2, 1, True, 3),          # the last window would start in the right padding only
+])
+def test_window_arithmetic(size, kernel, stride, pad, ceil, expected):
+    assert window_out(size, kernel, stride, pad, ceil=ceil) == expected
+
+
+def test_conv_same_padding_keeps_ceil_of_input_over_stride():
+    l = one("{conv: {out: 64, kernel: 7, stride: 2}}", "[3, 224, 224]")
+    assert l.out_shape == (64, 112, 112)
+    assert l.counts() == Counts(params=7 * 7 * 3 * 64 + 64, weights=7 * 7 * 3 * 64,
+                                macs=7 * 7 * 3 * 64 * 112 * 112)
+
+
+def test_conv_valid_rectangular_dilated_grouped():
+    l = one("{conv: {out: 8, kernel: [3, 5], padding: valid, dilation: 2, groups: 2, bias: false}}",
+            "[4, 20, 30]")
+    # effective kernel 5×9: 20-5+1 = 16, 30-9+1 = 22; each output channel sees 4/2 inputs
+    assert l.out_shape == (8, 16, 22)
+    w = 8 * 2 * 3 * 5
+    assert l.counts() == Counts(params=w, weights=w, macs=w * 16 * 22)
+
+
+def test_conv_explicit_padding_and_stride_pair():
+    l = one("{conv: {out: 4, kernel: 3, stride: [2, 1], padding: [0, 2]}}", "[1, 9, 9]")
+    assert l.out_shape == (4, (9 - 3) // 2 + 1, 9 + 4 - 3 + 1)
+
+
+def test_linear_flattens_and_counts_without_bias_in_macs():
+    l = one("{linear: {out: 10}}", "[64, 2, 2]")
+    assert l.out_shape == (10,)
+    assert l.counts() == Counts(params=256 * 10 + 10, weights=2560, macs=2560)
+
+
+def test_batchnorm_trainable_and_running_statistics():
+    l = one("batchnorm", "[16, 8, 8]")
+    assert l.counts() == Counts(params=32, weights=16, non_trainable=32, other_ops=2 * 16 * 64)
+    assert one("batchnorm", "[10]").counts().non_trainable == 20
+
+
+def test_pools_default_to_unpadded_stride_equal_kernel():
+    assert one("{maxpool: {kernel: 2}}", "[3, 13, 13]").out_shape == (3, 6, 6)
+    assert one("{avgpool: {kernel: 3, stride: 1, padding: same}}", "[3, 7, 7]").out_shape == (3, 7, 7)
+    assert one("{maxpool: {kernel: 3, stride: 2, ceil: true}}", "[3, 112, 112]").out_shape == (3, 56, 56)
+    assert one("gap", "[7, 5, 5]").out_shape == (7, 1, 1)
+
+
+def test_weightless_ops_keep_shape_and_count_apart_from_macs():
+    for op in ("relu", "softmax", "dropout", "identity", "lrn"):
+        l = one(op, "[4, 6, 6]")
+        assert l.out_shape == (4, 6, 6)
+        assert l.counts().macs == 0 and l.counts().params == 0
+    assert one("flatten", "[4, 6, 6]").out_shape == (144,)
+
+
+def test_act_adds_its_own_layer():
+    ls = layers_of("  c: {conv: {out: 8, kernel: 3, act: relu}}\n")
+    assert [(l.name, l.kind) for l in ls] == [("c.conv", "conv"), ("c.conv_relu", "relu")]
+
+
+def test_defaults_apply_and_can_be_overridden():
+    text = ("input: [3, 8, 8]\ndefaults: {conv: {act: relu, bias: false}}\nlayers:\n"
+            "  a: {conv: {out: 4, kernel: 1}}\n  b: {conv: {out: 4, kernel: 1, act: none}}\n")
+    ls = graph.build(spec.parse(text, "t.yaml")).layers()
+    assert [l.name for l in ls] == ["a.conv", "a.conv_relu", "b.conv"]
+    assert ls[0].counts().params == 12
+
+
+def test_residual_add_and_concat_joins():
+    ls = layers_of("  res: {add: [identity, conv: {out: 3, kernel: 3}]}\n"
+                   "  mix: {concat: {a: {conv: {out: 5, kernel: 1}}, b: {maxpool: {kernel: 3, stride: 1, padding: same}}}}\n")
+    by = {l.name: l for l in ls}
+    assert by["res"].kind == "add" and by["res"].out_shape == (3, 32, 32)
+    assert by["res"].counts().other_ops == 3 * 32 * 32
+    assert by["mix"].kind == "concat" and by["mix"].out_shape == (8, 32, 32)
+
+
+def test_repeated_unnamed_ops_are_numbered():
+    ls = layers_of("  s: [conv: {out: 4, kernel: 3}, conv: {out: 4, kernel: 3}, relu]\n")
+    assert [l.name for l in ls] == ["s.conv_1", "s.conv_2", "s.relu"]
+
+
+def test_block_arguments_by_name():
+    text = ("input: [3, 8, 8]\nblocks:\n  two:\n    args: [a, b]\n"
+            "    body: [conv: {out: a, kernel: 1}, conv: {out: b, kernel: [a, 1], padding: valid}]\n"
+            "layers:\n  x: {two: {b: 6, a: 2}}\n")
+    ls = graph.build(spec.parse(text, "t.yaml")).layers()
+    assert ls[-1].out_shape == (6, 7, 8)
+
+
+def test_every_op_documents_itself():
+    for name, cls in OPS.items():
+        assert cls.summary and cls.title, name
+        for arg, a in cls.args.items():
+            assert a.doc, f"{name}.{arg}"
+
+
+def test_shape_errors_name_the_layer():
+    with pytest.raises(SpecError, match="layer 'p.maxpool': 5×5 window does not fit a 4×4 input"):
+        layers_of("  p: {maxpool: {kernel: 5}}\n", "[1, 4, 4]")

@@ -75,8 +75,15 @@ def console():
     return Console() if sys.stdout.isatty() else Console(width=250)
 
 
+RICH_ROWS = 1_000   # rich lays out about 2,500 rows a second; longer tables go plain
+
+
 def show(tab) -> None:
-    from .report import to_rich
+    """A table on screen: rich in a terminal, plain text when piped or very long."""
+    from .report import render_plain, to_rich
+    if not sys.stdout.isatty() or len(tab.rows) > RICH_ROWS:
+        sys.stdout.write(render_plain(tab, color=sys.stdout.isatty()))
+        return
     out = console()
     for note in tab.notes:
         out.print(note, style="dim", highlight=False)
@@ -133,7 +140,7 @@ def table(
         elif format is Format.markdown:
             emit(render.to_markdown(tab), output)
         elif output is not None:
-            emit(render.render_text(tab, color=False), output)
+            emit(render.render_plain(tab), output)
         else:
             show(tab)
 

@@ -27,6 +27,7 @@ class Layer:
     out_shape: Shape
     pos: Position
     row: str
+    _counts: Optional[Counts] = field(default=None, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -41,9 +42,11 @@ class Layer:
         return not isinstance(self.op, Op)
 
     def counts(self) -> Counts:
-        if self.is_join:
-            return self.op.counts(self.in_shapes, self.out_shape)
-        return self.op.counts(self.in_shape, self.out_shape)
+        """What the layer costs, asked of its op once (shapes are fixed once built)."""
+        if self._counts is None:
+            self._counts = (self.op.counts(self.in_shapes, self.out_shape) if self.is_join
+                            else self.op.counts(self.in_shape, self.out_shape))
+        return self._counts
 
 
 @dataclass

@@ -6,7 +6,6 @@ formats them its own way, so CSV gets plain numbers and the screen gets ``1,234`
 """
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -187,56 +186,82 @@ def paper_shape(shape) -> str:
 
 # --- renderers -----------------------------------------------------------------------------
 
-def to_rich(table: Table) -> list:
-    """Rich renderables: the main table, then the audit (if any) as a narrower second table."""
+def _parts(table: Table):
+    """The screen shows the main columns, then the audit columns as a second, narrower table.
+
+    Yields (column indexes, title, footer, summary lines, row indexes) for each part.
+    """
     main = [i for i, c in enumerate(table.columns) if c.part == "main"]
     audit = [i for i, c in enumerate(table.columns) if c.part == "audit"]
-    out = [_rich_table(table, main, table.title, table.footer, table.summary[:1] if audit
-                       else table.summary)]
+    every = range(len(table.rows))
+    yield main, table.title, table.footer, table.summary[:1] if audit else table.summary, every
     if audit:
-        keep = [r for r, row in enumerate(table.rows) if any(row[i] is not None for i in audit)]
-        out.append(_rich_table(table, [0] + audit, "Audit of the published figures", [],
-                               table.summary[1:], keep))
-    return out
+        keep = [r for r in every if any(table.rows[r][i] is not None for i in audit)]
+        yield [0] + audit, "Audit of the published figures", [], table.summary[1:], keep
 
 
-def _rich_table(table: Table, cols: List[int], title: str, footer: list, summary: List[str],
-                rows: Optional[List[int]] = None):
+def _screen_cell(table: Table, r: int, i: int):
+    """A cell's text on screen and whether the audit flagged it."""
+    value, col = table.rows[r][i], table.columns[i]
+    flagged = bool(table.flags) and table.flags[r][i]
+    text = fmt_cell(value, col.kind)
+    if col.kind == "pct" and value is not None:
+        text += " ✗" if flagged else " ✓"
+    return text, flagged
+
+
+def _numeric(col: Column) -> bool:
+    return col.kind in ("int", "figure", "pct")
+
+
+def to_rich(table: Table) -> list:
+    """Rich renderables, one per part (see :func:`_parts`)."""
     from rich import box
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    rt = RichTable(title=title, caption="\n".join(summary) or None, box=box.SIMPLE_HEAVY,
-                   show_footer=bool(footer), caption_justify="left", title_justify="left")
-    for i in cols:
-        col = table.columns[i]
-        numeric = col.kind in ("int", "figure", "pct")
-        rt.add_column(col.header, justify="right" if numeric else "left", overflow="fold",
-                      footer=fmt_cell(footer[i], col.kind) if footer else "")
-    for r in range(len(table.rows)) if rows is None else rows:
-        cells = []
+    out = []
+    for cols, title, footer, summary, rows in _parts(table):
+        rt = RichTable(title=title, caption="\n".join(summary) or None, box=box.SIMPLE_HEAVY,
+                       show_footer=bool(footer), caption_justify="left", title_justify="left")
         for i in cols:
-            value, col = table.rows[r][i], table.columns[i]
-            flagged = bool(table.flags) and table.flags[r][i]
-            text = fmt_cell(value, col.kind)
-            if col.kind == "pct" and value is not None:
-                text += " ✗" if flagged else " ✓"
-            cells.append(Text(text, style="bold red" if flagged else ""))
-        rt.add_row(*cells)
-    return rt
+            col = table.columns[i]
+            rt.add_column(col.header, justify="right" if _numeric(col) else "left",
+                          overflow="fold", footer=fmt_cell(footer[i], col.kind) if footer else "")
+        for r in rows:
+            cells = [_screen_cell(table, r, i) for i in cols]
+            rt.add_row(*(Text(t, style="bold red" if f else "") for t, f in cells))
+        out.append(rt)
+    return out
 
 
-def render_text(table: Table, width: Optional[int] = None, color: bool = True) -> str:
-    """The rich table as text (for `-o table.txt` or tests)."""
-    from rich.console import Console
-    buf = io.StringIO()
-    console = Console(file=buf, width=width or 200, color_system="auto" if color else None,
-                      force_terminal=color)
-    for note in table.notes:
-        console.print(note, style="dim", highlight=False)
-    for part in to_rich(table):
-        console.print(part)
-    return buf.getvalue()
+def render_plain(table: Table, color: bool = False) -> str:
+    """The layout of :func:`to_rich` as plain text: fast for tables of any length, and what
+    a file or a pipe gets. ``color`` marks flagged cells in ANSI red."""
+    lines = list(table.notes)
+    for cols, title, footer, summary, rows in _parts(table):
+        headers = [table.columns[i].header for i in cols]
+        body = [[_screen_cell(table, r, i) for i in cols] for r in rows]
+        foot = [fmt_cell(footer[i], table.columns[i].kind) for i in cols] if footer else None
+        widths = [max([len(h)] + [len(row[k][0]) for row in body] + ([len(foot[k])] if foot else []))
+                  for k, h in enumerate(headers)]
+        right = [_numeric(table.columns[i]) for i in cols]
+
+        def line(cells, flags=()):
+            out = []
+            for k, text in enumerate(cells):
+                text = text.rjust(widths[k]) if right[k] else text.ljust(widths[k])
+                out.append(f"\x1b[1;31m{text}\x1b[0m" if color and k < len(flags) and flags[k]
+                           else text)
+            return ("  " + "   ".join(out)).rstrip()
+
+        rule = " " + "━" * (sum(widths) + 3 * (len(widths) - 1) + 2)
+        lines += ["", title, "", line(headers), rule]
+        lines += [line([t for t, _ in row], [f for _, f in row]) for row in body]
+        if foot:
+            lines += [rule, line(foot)]
+        lines += [""] + summary
+    return "\n".join(lines) + "\n"
 
 
 def to_frame(table: Table, plain: bool = True):

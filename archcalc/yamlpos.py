@@ -52,6 +52,7 @@ def load(text: str, file: str) -> Any:
         loader.dispose()
 
 
+STR = "tag:yaml.org,2002:str"
 PLAIN_TAGS = {"tag:yaml.org,2002:" + t for t in ("map", "seq", "str", "int", "float", "bool",
                                                   "null")}
 
@@ -78,4 +79,6 @@ def _convert(loader, node, file: str) -> Any:
         out.pos = _mark(file, node.start_mark)
         out.item_pos = [_mark(file, item.start_mark) for item in node.value]
         return out
+    if node.tag == STR:
+        return node.value  # the common case, without the constructor's bookkeeping
     return loader.construct_object(node, deep=True)

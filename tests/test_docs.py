@@ -1,0 +1,16 @@
+"""docs/spec.md has a section for every op, so adding an op means documenting it."""
+from pathlib import Path
+
+from archcalc.ops import OPS
+
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
+
+
+def test_every_op_has_a_section():
+    missing = [name for name in OPS if f"\n## {name}\n" not in DOC]
+    assert not missing
+
+
+def test_structural_keys_have_sections():
+    for key in ("seq", "concat", "add"):
+        assert f"\n## {key}\n" in DOC

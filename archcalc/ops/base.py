@@ -74,6 +74,11 @@ class Op:
     args: ClassVar[Dict[str, Arg]] = {}
     depth: ClassVar[Optional[str]] = None   # "weights" (conv, linear) or "pool": counted in depth
     activation: ClassVar[bool] = False      # may be named by another op's `act:`
+    # Which of this op's Counts fields fvcore's FlopCountAnalysis reports for its module in
+    # eval mode ("macs", "other_ops"), or None when fvcore does not count the op (`verify`).
+    fvcore: ClassVar[Optional[str]] = None
+    # Turns logits into probabilities (softmax): build_model(logits=True) leaves it off the end.
+    output_transform: ClassVar[bool] = False
 
     def __init__(self, **values: Any):
         self.a = values  # validated, normalized argument values

@@ -11,6 +11,7 @@ class Conv(Op):
     title = "convolution"
     summary = "2-D convolution; padding 'same' by default (output = ceil(input / stride))"
     depth = "weights"
+    fvcore = "macs"
     args = {
         "out": Arg(positive_int, required=True, doc="output channels"),
         "kernel": Arg(pair, required=True, doc="kernel size, n or [height, width]"),

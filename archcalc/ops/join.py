@@ -11,6 +11,7 @@ from .base import Counts, Shape, ShapeError, fmt_shape, numel
 class Concat:
     name = "concat"
     title = "concat"
+    fvcore = None       # as for ops (ops/base.py): fvcore ignores cat
 
     def output_shape(self, shapes: Sequence[Shape]) -> Shape:
         if any(len(s) != len(shapes[0]) for s in shapes) or any(
@@ -31,6 +32,7 @@ class Concat:
 class Add:
     name = "add"
     title = "add"
+    fvcore = None       # fvcore has no handler for add
 
     def output_shape(self, shapes: Sequence[Shape]) -> Shape:
         if any(s != shapes[0] for s in shapes):

@@ -11,6 +11,7 @@ class Linear(Op):
     title = "linear"
     summary = "fully connected layer; the input is flattened to a vector first"
     depth = "weights"
+    fvcore = "macs"
     args = {
         "out": Arg(positive_int, required=True, doc="output features"),
         "bias": Arg(boolean, True, doc="add a learned bias per output feature"),

@@ -10,6 +10,7 @@ class BatchNorm(Op):
     name = "batchnorm"
     title = "batch norm"
     summary = "batch normalization over channels (2-D maps) or features (vectors)"
+    fvcore = "other_ops"    # fvcore's eval-mode batch_norm: 2 per element, as other_ops here
     args = {
         "eps": Arg(positive_number, 1e-5, doc="added to the variance"),
         "momentum": Arg(probability, 0.1, doc="running-statistics update rate (PyTorch's sense)"),

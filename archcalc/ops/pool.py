@@ -69,6 +69,7 @@ class GlobalAvgPool(Op):
     title = "global avg pool"
     summary = "mean over the whole height and width: C×H×W to C×1×1"
     depth = "pool"
+    fvcore = "other_ops"    # fvcore's adaptive_avg_pool2d: 1 per input element, as here
 
     def output_shape(self, shape):
         c, _, _ = feature_map(shape, "global average pooling")

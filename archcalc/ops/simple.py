@@ -25,6 +25,7 @@ class Softmax(Op):
     title = "softmax"
     summary = "softmax over channels (the class scores)"
     activation = True
+    output_transform = True
 
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=numel(out_shape))  # one exponential per element

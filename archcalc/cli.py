@@ -159,6 +159,52 @@ def specs() -> None:
     console().print(tab)
 
 
+# --- verify: the analysis against PyTorch and fvcore ---------------------------------------
+
+@app.command()
+def verify(
+    spec: SpecArg,
+    variant: VariantOpt = None,
+    input: InputOpt = None,
+    heads: HeadsOpt = False,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")] = "auto",
+    batch: Annotated[int, typer.Option(
+        "--batch", min=1, help="Images in the forward pass; counts are shown per image.")] = 1,
+    format: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """Build the PyTorch model and check every layer's shape, params and MACs against
+    PyTorch and fvcore. Exit 0 when all agree, 1 when anything disagrees.
+
+    Example: archcalc verify specs/googlenet.yaml --variant naive --heads --device cpu
+    """
+    import time
+    start = time.perf_counter()
+    with user_errors():
+        if output is not None:
+            from .files import check_writable
+            check_writable(output)
+        from . import report as render
+        from . import verify as checks     # imports torch and fvcore
+        result = checks.verify(spec, variant, input, heads=heads, device=device, batch=batch)
+        tab = checks.to_table(result)
+        if format is Format.json:
+            emit(render.to_json(result.to_dict()), output)
+        elif format is Format.csv:
+            emit(render.to_csv(tab), output)
+        elif format is Format.markdown:
+            emit(render.to_markdown(tab), output)
+        elif output is not None:
+            emit(render.render_text(tab, color=False), output)
+        else:
+            show(tab)
+    line = checks.summary_line(result, time.perf_counter() - start)
+    on_screen = format is Format.table and output is None
+    typer.secho(line, err=not on_screen, fg="green" if result.ok else "red", bold=True)
+    raise typer.Exit(0 if result.ok else 1)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"archcalc {__version__}")

@@ -196,7 +196,7 @@ def verify(
         elif format is Format.markdown:
             emit(render.to_markdown(tab), output)
         elif output is not None:
-            emit(render.render_text(tab, color=False), output)
+            emit(render.render_plain(tab), output)
         else:
             show(tab)
     line = checks.summary_line(result, time.perf_counter() - start)

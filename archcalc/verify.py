@@ -84,11 +84,13 @@ class Verification:
     layers: List[LayerCheck]
     totals: Dict[str, Check]
     unsupported: Dict[str, int]         # operators fvcore met but does not count, and how often
+    error: Optional[str] = None         # why PyTorch or fvcore could not measure at all
     seconds: Dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return all(l.ok for l in self.layers) and all(c.ok for c in self.totals.values())
+        return self.error is None and all(l.ok for l in self.layers) and all(
+            c.ok for c in self.totals.values())
 
     @property
     def failed(self) -> List[str]:
@@ -117,6 +119,7 @@ class Verification:
                 "non_trainable_analytic": t["non_trainable"].analytic,
                 "non_trainable_torch": t["non_trainable"].measured},
             "fvcore_unsupported": dict(self.unsupported),
+            "error": self.error,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -173,52 +176,71 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
     seconds["build"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    shapes, flops = _forward(model, modules, x)
+    shapes, flops, error = _forward(model, modules, x)
     seconds["forward"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    by_module, fvcore_total, unsupported = _fvcore(model, x)
-    seconds["fvcore"] = time.perf_counter() - start
+    by_module, fvcore_total, unsupported = {}, None, {}
+    if error is None:       # a model that cannot run forward cannot be traced either
+        start = time.perf_counter()
+        by_module, fvcore_total, unsupported, error = _fvcore(model, x)
+        seconds["fvcore"] = time.perf_counter() - start
 
     checks = [_check_layer(l, modules[l.name], shapes.get(l.name), by_module, batch)
               for l in layers]
     totals = _totals(layers, model, fvcore_total, flops, batch)
     return Verification(graph.spec.name, graph.spec.path, graph.variant, heads, str(where), note,
-                        batch, checks, totals, unsupported, seconds)
+                        batch, checks, totals, unsupported, error, seconds)
 
 
 def _forward(model: nn.Module, modules: Dict[str, Optional[nn.Module]], x: torch.Tensor):
-    """Each layer module's output shape, and FlopCounterMode's total, from one forward pass."""
+    """Each layer module's output shape and FlopCounterMode's total, from one forward pass;
+    or, where PyTorch refuses the pass, the shapes so far and what went wrong in which layer."""
     from torch.utils.flop_counter import FlopCounterMode
     shapes: Dict[str, Any] = {}
+    running: List[str] = []     # layers entered and not yet left: the last one failed
     handles = []
     for name, module in modules.items():
         if module is not None:
-            handles.append(module.register_forward_hook(_record(shapes, name)))
+            handles.append(module.register_forward_pre_hook(
+                lambda m, i, name=name: running.append(name)))
+            handles.append(module.register_forward_hook(_record(shapes, running, name)))
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
+    except RuntimeError as exc:
+        where = f" in layer '{running[-1]}'" if running else ""
+        return shapes, None, f"PyTorch's forward pass failed{where}: {_first_line(exc)}"
     finally:
         for handle in handles:
             handle.remove()
-    return shapes, counter.get_total_flops()
+    return shapes, counter.get_total_flops(), None
 
 
-def _record(shapes: Dict[str, Any], name: str):
+def _record(shapes: Dict[str, Any], running: List[str], name: str):
     def hook(module, inputs, output):
+        running.pop()
         shapes[name] = tuple(output.shape) if isinstance(output, torch.Tensor) else None
     return hook
 
 
-def _fvcore(model: nn.Module, x: torch.Tensor) -> Tuple[Dict[str, int], int, Dict[str, int]]:
-    """fvcore's counts by module name, its total and the operators it met but did not count,
-    with its log lines and the warnings its import and tracing raise kept off the screen."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _fvcore(model: nn.Module, x: torch.Tensor):
+    """fvcore's counts by module name, its total, the operators it met but did not count, and
+    an error if it could not trace; its log lines and the warnings its import and tracing raise
+    are kept off the screen."""
     with _quiet():
         from fvcore.nn import FlopCountAnalysis
         analysis = (FlopCountAnalysis(model, x).unsupported_ops_warnings(False)
                     .uncalled_modules_warnings(False).tracer_warnings("none"))
-        by_module = dict(analysis.by_module())
-        return by_module, analysis.total(), dict(analysis.unsupported_ops())
+        try:
+            by_module = dict(analysis.by_module())
+        except RuntimeError as exc:
+            return {}, None, {}, f"fvcore could not trace the model: {_first_line(exc)}"
+        return by_module, analysis.total(), dict(analysis.unsupported_ops()), None
 
 
 @contextlib.contextmanager
@@ -274,8 +296,8 @@ def _per_image(count: Optional[int], batch: int):
     return count // batch if count % batch == 0 else count / batch
 
 
-def _totals(layers: List[Layer], model: nn.Module, fvcore_total: int, flops: int,
-            batch: int) -> Dict[str, Check]:
+def _totals(layers: List[Layer], model: nn.Module, fvcore_total: Optional[int],
+            flops: Optional[int], batch: int) -> Dict[str, Check]:
     counts = [(l, l.counts()) for l in layers]
     macs = sum(c.macs for _, c in counts)
     fvcore_expected = sum(getattr(c, l.op.fvcore) for l, c in counts
@@ -307,7 +329,9 @@ def summary_line(result: Verification, seconds: float) -> str:
     if result.failed:
         shown = ", ".join(result.failed[:5]) + (" ..." if len(result.failed) > 5 else "")
         line += f"; disagree: {shown}"
-    if bad_totals:
+    if result.error:
+        line += f"; {result.error}"
+    elif bad_totals:
         line += f"; totals disagree: {', '.join(bad_totals)}"
     return line
 
@@ -360,6 +384,8 @@ def totals_lines(result: Verification) -> List[str]:
         f"{_fmt(t['params'].analytic)}; {mark(t['non_trainable'])} buffers "
         f"{_fmt(t['non_trainable'].measured)} vs {_fmt(t['non_trainable'].analytic)}",
     ]
+    if result.error:
+        lines.append(f"✗ {result.error}")
     if result.unsupported:
         listed = ", ".join(f"{op.removeprefix('aten::')} ×{n}"
                            for op, n in sorted(result.unsupported.items()))
@@ -368,4 +394,6 @@ def totals_lines(result: Verification) -> List[str]:
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "—"
     return f"{value:,}" if isinstance(value, int) else str(value)

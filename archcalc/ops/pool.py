@@ -5,8 +5,8 @@ Unlike convolution, a pooling window is unpadded by default ('valid'), as in eve
 """
 from __future__ import annotations
 
-from .base import (Arg, Counts, Op, boolean, feature_map, numel, pair, padding, patch_text,
-                   register, window)
+from .base import (Arg, ArgError, Counts, Op, boolean, feature_map, numel, pair, padding,
+                   patch_text, register, window)
 
 
 class _Window(Op):
@@ -21,6 +21,12 @@ class _Window(Op):
     def __init__(self, **values):
         if values.get("stride") is None:
             values["stride"] = values["kernel"]
+        pad, kernel = values.get("padding"), values["kernel"]
+        if isinstance(pad, tuple) and any(p > k // 2 for p, k in zip(pad, kernel)):
+            # a window wholly in the padding has nothing to pool: PyTorch refuses to build it
+            raise ArgError(f"padding {pad[0]}×{pad[1]} is more than half the "
+                           f"{kernel[0]}×{kernel[1]} window; pad at most {kernel[0] // 2}×"
+                           f"{kernel[1] // 2}, as PyTorch does")
         super().__init__(**values)
 
     def _window(self, shape):

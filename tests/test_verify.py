@@ -1,0 +1,301 @@
+"""verify: the analysis against PyTorch (hooks, parameters, FlopCounterMode) and fvcore.
+
+Expected totals are typed in from shared/reference (googlenet.md, cifar-models.md), not taken
+from archcalc's output. The property test is PyTorch as the oracle for every op: for random
+valid arguments the analytic shape, params and MACs equal what the built module and fvcore say.
+"""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("fvcore")
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from archcalc.cli import app  # noqa: E402
+from archcalc.errors import SpecError  # noqa: E402
+from archcalc.graph import build  # noqa: E402
+from archcalc.ops import OPS, Op  # noqa: E402
+from archcalc.ops.conv import Conv  # noqa: E402
+from archcalc.ops.pool import MaxPool  # noqa: E402
+from archcalc.spec import parse  # noqa: E402
+from archcalc.verify import verify  # noqa: E402
+
+runner = CliRunner()
+CUDA = torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def results():
+    """verify() of a bundled spec, run once per module and argument set."""
+    cache = {}
+
+    def get(spec, variant=None, heads=False):
+        key = (spec, variant, heads)
+        if key not in cache:
+            cache[key] = verify(spec, variant, heads=heads, device="cpu")
+        return cache[key]
+    return get
+
+
+def disagreements(result):
+    """What disagreed, readable in a failed assertion."""
+    bad = [(l.name, [dataclasses.asdict(c) for c in l.checks() if c.ok is False])
+           for l in result.layers if not l.ok]
+    totals = {k: dataclasses.asdict(c) for k, c in result.totals.items() if not c.ok}
+    return {"layers": bad, "totals": totals, "error": result.error}
+
+
+# --- the bundled specs agree everywhere -----------------------------------------------------
+
+@pytest.mark.parametrize("spec,variant,heads", [
+    ("googlenet", None, False), ("googlenet", None, True),
+    ("googlenet", "naive", False), ("googlenet", "naive", True),
+    ("cifar-cnn", None, False), ("nin", None, False),
+])
+def test_every_layer_agrees(results, spec, variant, heads):
+    result = results(spec, variant, heads)
+    assert result.ok, disagreements(result)
+    assert result.device == "cpu" and result.error is None
+    assert all(l.ok for l in result.layers)
+    if heads:
+        assert {l.name for l in result.layers} >= {"aux1.fc", "aux2.conv", "aux2.softmax"}
+
+
+def test_googlenet_totals_as_the_reference_counts(results):
+    t = results("googlenet").totals
+    # shared/reference/googlenet.md: 1,582,671,872 MACs; fvcore counts nothing else here
+    # (max and average pooling, softmax have no fvcore handler)
+    assert t["fvcore"].measured == 1_582_671_872
+    assert t["flopcounter"].measured == 2 * 1_582_671_872
+    assert t["params"].measured == 6_998_552
+
+
+def test_cifar_cnn_parameters_and_buffers(results):
+    result = results("cifar-cnn")
+    # shared/reference/cifar-models.md: Keras' 1,253,674 = 1,252,266 trainable + 1,408
+    # BatchNorm moving statistics (2 × (32 + 32 + 64 + 64 + 512))
+    assert result.totals["params"].measured == 1_252_266
+    assert result.totals["non_trainable"].measured == 1_408
+    bn = next(l for l in result.layers if l.name == "conv1.batchnorm")
+    assert (bn.params.measured, bn.non_trainable.measured) == (64, 64)  # not num_batches_tracked
+    # fvcore's eval-mode batch norm: 2 per element, which the analysis counts as other ops
+    assert bn.counted_as == "other_ops" and bn.macs.measured == 2 * 32 * 32 * 32
+
+
+def test_ops_fvcore_does_not_count_are_listed_not_failed(results):
+    result = results("googlenet")
+    pool = next(l for l in result.layers if l.name == "pool1.maxpool")
+    assert pool.ok and pool.counted_as is None and pool.macs.ok is None
+    assert pool.macs.measured is None
+    assert result.unsupported["aten::max_pool2d"] == 13
+
+
+def test_batch_counts_are_per_image():
+    result = verify("nin", batch=3, device="cpu")
+    assert result.ok, disagreements(result)
+    assert result.batch == 3 and result.totals["fvcore"].measured == \
+        result.totals["fvcore"].analytic
+
+
+def test_auto_device_is_cuda_when_available_else_cpu():
+    result = verify("nin", device="auto")
+    assert result.device == ("cuda:0" if CUDA else "cpu")
+    assert result.device_note.startswith("auto")
+
+
+# --- a wrong analytic rule is caught ---------------------------------------------------------
+
+def one_row_short(original):
+    """Conv counts whose MACs for a 3-channel input miss one row of output positions."""
+    def counts(self, in_shape, out_shape):
+        c = original(self, in_shape, out_shape)
+        if in_shape[0] != 3:
+            return c
+        return dataclasses.replace(c, macs=c.macs - c.macs // out_shape[1])
+    return counts
+
+
+def test_a_wrong_macs_rule_fails_that_layer_with_exit_1(monkeypatch, tmp_path):
+    monkeypatch.setattr(Conv, "counts", one_row_short(Conv.counts))
+    result = runner.invoke(app, ["verify", "cifar-cnn", "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert "22 of 23 layers agree" in result.output and "disagree: conv1.conv" in result.output
+    out = tmp_path / "v.json"
+    result = runner.invoke(app, ["verify", "cifar-cnn", "--device", "cpu", "-f", "json",
+                                 "-o", str(out)])
+    assert result.exit_code == 1
+    data = json.loads(out.read_text())
+    assert [l["name"] for l in data["layers"] if not l["ok"]] == ["conv1.conv"]
+    conv1 = data["layers"][0]["macs"]
+    assert conv1["measured"] - conv1["analytic"] == 32 * 32 * 27  # a row: 32 × 32 outputs × 27
+    assert data["ok"] is False and data["totals"]["ok"] is False
+
+
+def test_a_wrong_shape_rule_fails_that_layer_and_does_not_crash(monkeypatch):
+    original = MaxPool.output_shape
+
+    def floor_instead_of_ceil(self, shape):
+        c, h, w = original(self, shape)
+        return (c, h - 1, w - 1) if self.a["ceil"] else (c, h, w)
+    monkeypatch.setattr(MaxPool, "output_shape", floor_instead_of_ceil)
+    result = verify("nin", device="cpu")
+    assert not result.ok
+    assert result.failed[0] == "pool1.maxpool"
+    pool = result.layers[[l.name for l in result.layers].index("pool1.maxpool")]
+    assert pool.output_shape.analytic == (96, 15, 15)
+    assert pool.output_shape.measured == (96, 16, 16)
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def test_cli_table_and_final_line(results):
+    result = runner.invoke(app, ["verify", "cifar-cnn", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "conv1.batchnorm" in out and "not counted by fvcore" in out
+    assert "1,252,266" in out and "1,408" in out
+    assert "fvcore did not count (no handler): max_pool2d ×2, softmax ×1" in out
+    assert "✓ 23 of 23 layers agree on cpu (as asked) in" in out.splitlines()[-1]
+
+
+def test_cli_json_contract(tmp_path):
+    out = tmp_path / "verify.json"
+    result = runner.invoke(app, ["verify", "cifar-cnn", "--format", "json", "-o", str(out),
+                                 "--device", "cpu", "--batch", "2"])
+    assert result.exit_code == 0, result.output
+    assert "23 of 23 layers agree" in result.stderr
+    data = json.loads(out.read_text())
+    assert data["ok"] is True and data["device"] == "cpu" and data["batch"] == 2
+    for layer in data["layers"]:
+        assert {"name", "ok", "output_shape", "params", "non_trainable", "macs"} <= set(layer)
+        for key in ("output_shape", "params", "non_trainable", "macs"):
+            assert {"analytic", "measured"} <= set(layer[key])
+    assert data["layers"][0]["output_shape"] == {"analytic": [32, 32, 32],
+                                                 "measured": [32, 32, 32], "ok": True}
+    totals = data["totals"]
+    assert {"macs_analytic", "macs_fvcore", "flops_flopcounter", "params_analytic",
+            "params_torch"} <= set(totals)
+    assert totals["params_torch"] == totals["params_analytic"] == 1_252_266
+    assert totals["flops_flopcounter"] == 2 * totals["macs_analytic"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["no-such-spec"], "no such file"),
+    (["googlenet", "--variant", "naiv"], "unknown variant 'naiv'"),
+    (["nin", "--device", "tpu"], "--device"),
+    (["nin", "--input", "3x0x4"], "'input' must be"),
+] + ([] if CUDA else [(["nin", "--device", "cuda"], "CUDA is not available")]))
+def test_cli_bad_input_exits_2(args, message):
+    result = runner.invoke(app, ["verify", *args])
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_cli_an_op_without_a_builder_exits_2(monkeypatch, tmp_path):
+    class Widget(Op):
+        name = "widget"
+    monkeypatch.setitem(OPS, "widget", Widget)
+    spec = tmp_path / "odd.yaml"
+    spec.write_text("input: [3, 8, 8]\nlayers:\n  odd: widget\n")
+    result = runner.invoke(app, ["verify", str(spec), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{spec}:3:8: layer 'odd.widget': op 'widget' has no " \
+                                    "PyTorch builder"
+
+
+def test_fvcore_noise_stays_off_the_screen(tmp_path):
+    """Run as a user would, in a fresh process: only the final line reaches stderr."""
+    env = dict(os.environ, PYTHONWARNINGS="default")   # even with warnings shown
+    proc = subprocess.run([sys.executable, "-m", "archcalc", "verify", "cifar-cnn", "-f", "json",
+                           "--device", "cpu"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "23 of 23 layers agree" in proc.stderr
+    assert json.loads(proc.stdout)["fvcore_unsupported"] == {"aten::max_pool2d": 2,
+                                                             "aten::softmax": 1}
+
+
+# --- PyTorch as the oracle for every op -------------------------------------------------------
+
+sizes = st.integers(1, 12)
+pairs = st.one_of(st.integers(1, 4), st.lists(st.integers(1, 4), min_size=2, max_size=2))
+pads = st.one_of(st.sampled_from(["same", "valid"]), st.integers(0, 3),
+                 st.lists(st.integers(0, 3), min_size=2, max_size=2))
+
+
+@st.composite
+def conv_layer(draw):
+    groups = draw(st.integers(1, 3))
+    args = {"out": groups * draw(st.integers(1, 4)), "kernel": draw(pairs),
+            "stride": draw(pairs), "padding": draw(pads), "dilation": draw(pairs),
+            "groups": groups, "bias": draw(st.booleans())}
+    return [groups * draw(st.integers(1, 4)), draw(sizes), draw(sizes)], {"conv": args}
+
+
+@st.composite
+def pool_layer(draw):
+    args = {"kernel": draw(pairs), "padding": draw(pads), "ceil": draw(st.booleans())}
+    stride = draw(st.one_of(st.none(), pairs))
+    if stride is not None:
+        args["stride"] = stride
+    op = draw(st.sampled_from(["maxpool", "avgpool"]))
+    return [draw(st.integers(1, 4)), draw(sizes), draw(sizes)], {op: args}
+
+
+@st.composite
+def other_layer(draw):
+    """Ops with few arguments, on a feature map or (where they take one) a vector."""
+    channels, size = draw(st.integers(1, 6)), draw(sizes)
+    vector = [draw(st.integers(1, 40))]
+    return draw(st.sampled_from([
+        ([channels, size, size], {"linear": {"out": draw(st.integers(1, 9)),
+                                             "bias": draw(st.booleans())}}),
+        (vector, {"linear": {"out": draw(st.integers(1, 9))}}),
+        ([channels, size, size], {"batchnorm": None}),
+        (vector, {"batchnorm": None}),
+        ([channels, size, size], "gap"),
+        ([channels, size, size], {"lrn": {"size": draw(st.integers(1, 7))}}),
+        ([channels, size, size], draw(st.sampled_from(
+            ["relu", "softmax", "dropout", "flatten", "identity"]))),
+    ]))
+
+
+def agrees_with_pytorch(input_shape, layer):
+    text = yaml.safe_dump({"input": input_shape, "layers": {"l": layer}})
+    try:
+        graph = build(parse(text, "prop.yaml"))
+    except SpecError:
+        assume(False)       # the analysis refuses it (does not fit): nothing to compare
+    result = verify(graph, device="cpu")
+    assert result.ok, (text, disagreements(result))
+
+
+PROPERTY = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.filter_too_much])
+
+
+@PROPERTY
+@given(conv_layer())
+def test_conv_agrees_with_pytorch_and_fvcore(case):
+    agrees_with_pytorch(*case)
+
+
+@PROPERTY
+@given(pool_layer())
+def test_pooling_agrees_with_pytorch(case):
+    agrees_with_pytorch(*case)
+
+
+@settings(max_examples=30, deadline=None)
+@given(other_layer())
+def test_other_ops_agree_with_pytorch_and_fvcore(case):
+    agrees_with_pytorch(*case)

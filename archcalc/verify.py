@@ -29,6 +29,11 @@ from .torch_build import SpecLike, build_module, layer_modules, load_graph
 
 NOT_COUNTED = "not counted by fvcore"
 
+# Threads for the CPU passes. They are small (one image, by default), so more threads buy
+# little, and on a busy machine OpenMP threads waiting on each other cost seconds: GoogLeNet's
+# trace took 0.2 s on one thread and up to 2.5 s on two, on a loaded 2-core machine.
+CPU_THREADS = 1
+
 
 @dataclass
 class Check:
@@ -167,29 +172,44 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
     where, note = resolve_device(device)
     seconds = {}
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    model = build_module(graph, heads=heads).to(where).eval()
+    with torch.random.fork_rng(devices=[]):     # the caller's random state stays as it was
+        torch.manual_seed(seed)
+        model = build_module(graph, heads=heads).eval()
+        x = torch.randn((batch,) + tuple(graph.input_shape))
+    model, x = model.to(where), x.to(where)
     model.head_outputs = heads      # heads run in eval mode too, so each one is checked
     layers = graph.layers(heads)
     modules = layer_modules(model, layers)
-    x = torch.randn((batch,) + tuple(graph.input_shape), device=where)
     seconds["build"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    shapes, flops, error = _forward(model, modules, x)
-    seconds["forward"] = time.perf_counter() - start
-
-    by_module, fvcore_total, unsupported = {}, None, {}
-    if error is None:       # a model that cannot run forward cannot be traced either
+    with _cpu_threads(where, CPU_THREADS):
         start = time.perf_counter()
-        by_module, fvcore_total, unsupported, error = _fvcore(model, x)
-        seconds["fvcore"] = time.perf_counter() - start
+        shapes, flops, error = _forward(model, modules, x)
+        seconds["forward"] = time.perf_counter() - start
+
+        by_module, fvcore_total, unsupported = {}, None, {}
+        if error is None:       # a model that cannot run forward cannot be traced either
+            start = time.perf_counter()
+            by_module, fvcore_total, unsupported, error = _fvcore(model, x)
+            seconds["fvcore"] = time.perf_counter() - start
 
     checks = [_check_layer(l, modules[l.name], shapes.get(l.name), by_module, batch)
               for l in layers]
     totals = _totals(layers, model, fvcore_total, flops, batch)
     return Verification(graph.spec.name, graph.spec.path, graph.variant, heads, str(where), note,
                         batch, checks, totals, unsupported, error, seconds)
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``threads`` on the CPU, then as they were."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(min(threads, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _forward(model: nn.Module, modules: Dict[str, Optional[nn.Module]], x: torch.Tensor):

@@ -1,0 +1,92 @@
+"""How long `archcalc verify specs/googlenet.yaml --device cpu` takes, and where the time goes.
+
+Prints the median wall time of the whole process (target: at most 10 s on a 2-core machine,
+importing torch included), then the parts of the median run: start-up and imports (Python,
+torch, archcalc, fvcore: timed in a separate process), building the model, the forward pass
+with hooks inside FlopCounterMode (whose first use imports torch._dynamo, timed apart), the
+fvcore trace, and the rest (loading the spec, comparing, rendering).
+
+Run: python benchmarks/verify_time.py [--repeat 3] [--spec specs/googlenet.yaml]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+IMPORT_PROBE = """
+import time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+import archcalc.cli, archcalc.verify
+t2 = time.perf_counter()
+import fvcore.nn
+t3 = time.perf_counter()
+import torch._dynamo
+t4 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+"""
+
+
+def run_env() -> dict:
+    """The environment of a run: this checkout's archcalc first on the path."""
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{path}" if path else str(ROOT))
+
+
+def timed(command: list) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=run_env())
+    return time.perf_counter() - start
+
+
+def verify_run(spec: str) -> tuple:
+    """Wall seconds of one whole `archcalc verify` process, and its own timings."""
+    command = [sys.executable, "-m", "archcalc", "verify", spec, "--device", "cpu", "-f", "json"]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=run_env())
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"verify exited {proc.returncode}:\n{proc.stderr}")
+    return wall, json.loads(proc.stdout)["seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--spec", default=str(ROOT / "specs" / "googlenet.yaml"))
+    args = parser.parse_args()
+    print(f"archcalc verify {Path(args.spec).name} --device cpu · python "
+          f"{sys.version.split()[0]} · {os.cpu_count()} cores · median of {args.repeat} "
+          "whole processes")
+    runs = sorted(verify_run(args.spec) for _ in range(args.repeat))
+    wall, parts = runs[len(runs) // 2]
+    print(f"  whole process                  {wall:6.2f} s   (target ≤ 10 s; runs: "
+          f"{', '.join(f'{w:.2f}' for w, _ in runs)})")
+
+    python = statistics.median(timed([sys.executable, "-c", "pass"])
+                               for _ in range(args.repeat))
+    probe = subprocess.run([sys.executable, "-c", IMPORT_PROBE], check=True,
+                           capture_output=True, text=True, env=run_env()).stdout.split()
+    torch_s, archcalc_s, fvcore_s, dynamo_s = map(float, probe)
+    imports = python + torch_s + archcalc_s + fvcore_s
+    print(f"  start-up and imports           {imports:6.2f} s   (python {python:.2f}, torch "
+          f"{torch_s:.2f}, archcalc {archcalc_s:.2f}, fvcore {fvcore_s:.2f})")
+    print(f"  build the model                {parts['build']:6.2f} s")
+    print(f"  forward pass + FlopCounterMode {parts['forward']:6.2f} s   (of which importing "
+          f"torch._dynamo, on first use: about {dynamo_s:.2f})")
+    print(f"  fvcore trace                   {parts.get('fvcore', 0):6.2f} s")
+    rest = wall - imports - sum(parts.values())
+    print(f"  the rest                       {rest:6.2f} s   (spec, comparisons, output)")
+
+
+if __name__ == "__main__":
+    main()

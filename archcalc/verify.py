@@ -357,35 +357,44 @@ def summary_line(result: Verification, seconds: float) -> str:
 
 
 def to_table(result: Verification) -> Table:
-    """Per layer: analytic beside measured for shape, params, non-trainable values and fvcore."""
+    """One row per layer: the analytic figures, fvcore's count, and what PyTorch or fvcore
+    measured differently, if anything (all measured figures are in the JSON)."""
     columns = [Column("layer"), Column("type"), Column("output", "shape"),
-               Column("torch output", "shape"), Column("params", "int"),
-               Column("torch params", "int"), Column("non-trainable", "int"),
-               Column("torch buffers", "int"), Column("analytic", "int"),
-               Column("fvcore", "int"), Column("compared as"), Column("ok")]
+               Column("params", "int"), Column("non-trainable", "int"),
+               Column("analytic", "int"), Column("fvcore", "int"), Column("check")]
     rows, flags = [], []
     for l in result.layers:
-        counted = {"macs": "MACs", "other_ops": "other ops (eval)"}.get(l.counted_as,
-                                                                         NOT_COUNTED)
-        rows.append([l.name, l.type, l.output_shape.analytic, l.output_shape.measured,
-                     l.params.analytic, l.params.measured, l.non_trainable.analytic,
-                     l.non_trainable.measured, l.macs.analytic, l.macs.measured, counted,
-                     "✓" if l.ok else "✗"])
+        rows.append([l.name, l.type, l.output_shape.analytic, l.params.analytic,
+                     l.non_trainable.analytic, l.macs.analytic, l.macs.measured, verdict(l)])
         flags.append([not l.ok] * len(columns))
     t = result.totals
-    footer = ["total (per image)", None, None, None, t["params"].analytic, t["params"].measured,
-              t["non_trainable"].analytic, t["non_trainable"].measured, t["fvcore"].analytic,
-              t["fvcore"].measured, None, "✓" if all(c.ok for c in t.values()) else "✗"]
+    footer = ["total (per image)", None, None, t["params"].analytic, t["non_trainable"].analytic,
+              t["fvcore"].analytic, t["fvcore"].measured,
+              "✓" if all(c.ok for c in t.values()) else "✗"]
     title = f"{result.name} · verify on {result.device} · batch {result.batch}"
     if result.variant:
         title += f" · variant {result.variant}"
-    notes = ["analytic vs PyTorch (forward hooks, parameters, buffers) vs fvcore "
-             "(by_module, eval mode), per image",
-             "analytic: the figure fvcore should report, MACs for conv and linear, other ops "
-             "for BatchNorm and global pooling (fvcore's eval-mode counts)",
-             "non-trainable = BatchNorm running mean and variance; num_batches_tracked (an "
+    notes = ["checked against PyTorch (output shapes from forward hooks, parameters, buffers) "
+             "and fvcore (by_module, eval mode); counts per image",
+             "analytic: what fvcore should count, MACs for conv and linear, other ops for "
+             "BatchNorm and global pooling (fvcore's eval-mode convention)",
+             "non-trainable: BatchNorm running mean and variance; num_batches_tracked (an "
              "integer step counter) is not counted"]
     return Table(title, notes, columns, rows, footer, totals_lines(result), flags)
+
+
+def verdict(layer: LayerCheck) -> str:
+    """``✓``, ``✓ not counted by fvcore``, or ``✗`` and what was measured differently."""
+    if layer.ok:
+        return "✓" if layer.counted_as else f"✓ {NOT_COUNTED}"
+    shape = layer.output_shape.measured
+    wrong = [("output: torch", layer.output_shape,
+              "—" if shape is None else "×".join(map(str, shape[1:] + shape[:1]))),
+             ("params: torch", layer.params, _fmt(layer.params.measured)),
+             ("non-trainable: torch", layer.non_trainable, _fmt(layer.non_trainable.measured)),
+             ("fvcore", layer.macs, _fmt(layer.macs.measured))]
+    return "✗ " + "; ".join(f"{what} {text}" for what, check, text in wrong
+                            if check.ok is False)
 
 
 def totals_lines(result: Verification) -> List[str]:

@@ -85,7 +85,8 @@ def main() -> None:
           f"torch._dynamo, on first use: about {dynamo_s:.2f})")
     print(f"  fvcore trace                   {parts.get('fvcore', 0):6.2f} s")
     rest = wall - imports - sum(parts.values())
-    print(f"  the rest                       {rest:6.2f} s   (spec, comparisons, output)")
+    print(f"  the rest                       {rest:6.2f} s   (spec, comparisons, output; and the "
+          "difference between the import probe and the run)")
 
 
 if __name__ == "__main__":

@@ -328,7 +328,8 @@ def _totals(layers: List[Layer], model: nn.Module, fvcore_total: Optional[int],
     torch_frozen = _count(model.parameters(), trainable=False) + sum(
         b.numel() for b in model.buffers() if b.is_floating_point())
     return {
-        "macs": Check(macs, None, True),
+        "macs": Check(macs, None, True),    # the reference for the two below; nothing else
+                                            # measures MACs alone
         "fvcore": Check(fvcore_expected, _per_image(fvcore_total, batch),
                         fvcore_total == fvcore_expected * batch),
         "flopcounter": Check(2 * macs, _per_image(flops, batch), flops == 2 * macs * batch),

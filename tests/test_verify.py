@@ -70,6 +70,33 @@ def test_every_layer_agrees(results, spec, variant, heads):
         assert {l.name for l in result.layers} >= {"aux1.fc", "aux2.conv", "aux2.softmax"}
 
 
+EVERY_STRUCTURE = """
+input: [3, 16, 16]
+blocks:
+  res:
+    args: [c]
+    body:
+      add:
+        main: [conv: {out: c, kernel: 3, act: relu}, conv: {out: c, kernel: 3}, batchnorm]
+        skip: identity
+layers:
+  stem: {conv: {out: 8, kernel: 3, stride: 2, act: relu}}
+  r1: {res: [8]}
+  r2: [res: [8], lrn: {size: 3}, {concat: [gap, {avgpool: {kernel: 8}}]}]
+  head: [flatten, linear: {out: 5, act: softmax}]
+heads:
+  side: {after: r1, use: [gap, flatten, linear: {out: 3}, softmax]}
+"""
+
+
+def test_residual_adds_nested_joins_and_a_head_agree():
+    result = verify(parse(EVERY_STRUCTURE, "every.yaml"), heads=True, device="cpu", batch=2)
+    assert result.ok, disagreements(result)
+    kinds = {l.name: l.type for l in result.layers}
+    assert kinds["r1"] == "add" and kinds["r2.concat"] == "concat"
+    assert kinds["head.linear_softmax"] == "softmax" and "side.linear" in kinds
+
+
 def test_googlenet_totals_as_the_reference_counts(results):
     t = results("googlenet").totals
     # shared/reference/googlenet.md: 1,582,671,872 MACs; fvcore counts nothing else here

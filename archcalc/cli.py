@@ -69,6 +69,19 @@ def emit(text: str, output: Optional[Path]) -> None:
     typer.echo(f"wrote {output}", err=True)
 
 
+def emit_table(tab, format: Format, output: Optional[Path]) -> None:
+    """A report.Table as CSV or Markdown, or as on screen (to a file without colour)."""
+    from . import report as render
+    if format is Format.csv:
+        emit(render.to_csv(tab), output)
+    elif format is Format.markdown:
+        emit(render.to_markdown(tab), output)
+    elif output is not None:
+        emit(render.render_plain(tab), output)
+    else:
+        show(tab)
+
+
 def console():
     """A rich console on stdout; when piped, wide enough that no table is cut."""
     from rich.console import Console
@@ -133,16 +146,8 @@ def table(
         result = load_report(spec, variant, input, heads, tolerance)
         if format is Format.json:
             emit(render.to_json(result.to_dict()), output)
-            return
-        tab = render.make_table(result, style.value, detail)
-        if format is Format.csv:
-            emit(render.to_csv(tab), output)
-        elif format is Format.markdown:
-            emit(render.to_markdown(tab), output)
-        elif output is not None:
-            emit(render.render_plain(tab), output)
         else:
-            show(tab)
+            emit_table(render.make_table(result, style.value, detail), format, output)
 
 
 @app.command()

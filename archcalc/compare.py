@@ -117,7 +117,12 @@ class Comparison:
     a: Network
     b: Network
     modules: List[Pair]         # variants: the rows that differ, same input; specs: every row
-    fed_by: Optional[str] = None    # variants: the network whose inputs feed the modules
+    fed_by: Optional[str] = None    # variants: the variant whose network feeds the modules,
+                                    # None where the blocks' first variants differ
+
+    @property
+    def feeder(self) -> str:
+        return f"the {self.fed_by} network" if self.fed_by else "the spec's default network"
 
     def ratio(self, q: str) -> Optional[float]:
         return ratio(self.a.total(q), self.b.total(q))
@@ -196,7 +201,7 @@ def compare_variants(spec: Spec, a: str, b: str,
     if not modules:
         raise ArchcalcError(f"variants '{a}' and '{b}' build the same layers in every row: "
                             "nothing to compare", Position(spec.path))
-    return Comparison("variants", net_a, net_b, modules, fed_by or "the spec's default")
+    return Comparison("variants", net_a, net_b, modules, fed_by)
 
 
 def compare_specs(spec_a: Spec, spec_b: Spec, variant: Optional[str] = None,
@@ -349,7 +354,7 @@ def _variants_table(c: Comparison) -> Table:
               sums["b", "macs"], ratio(sums["a", "macs"], sums["b", "macs"])] + [None] * 4
     notes = [c.a.spec.source] if c.a.spec.source else []
     notes += [f"per module, same input: each row whose layers differ between {A} and {B}, "
-              f"built in both on the input the {c.fed_by} network feeds it; 'out' are its "
+              f"built in both on the input {c.feeder} feeds it; 'out' are its "
               "output channels",
               f"network: every module in one variant, fed by the one before, so widths "
               f"compound; 'out (network)' are its output channels there (heads left out)",

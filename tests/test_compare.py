@@ -250,3 +250,104 @@ def test_variants_that_build_the_same_network(tmp_path):
         """)
     with pytest.raises(ArchcalcError, match="build the same layers in every row"):
         compare.run("x", "y", spec=path)
+
+
+def test_modules_fed_by_the_default_network_when_first_variants_differ(tmp_path):
+    path = write(tmp_path, "mixed.yaml", """
+        input: [3, 8, 8]
+        blocks:
+          p:
+            variants:
+              x: {conv: {out: 4, kernel: 1}}
+              y: {conv: {out: 8, kernel: 1}}
+          q:
+            variants:
+              y: {conv: {out: 2, kernel: 1}}
+              x: {conv: {out: 6, kernel: 1}}
+        layers:
+          first: p
+          second: q
+        """)
+    c = compare.run("x", "y", spec=path)
+    assert c.fed_by is None and c.feeder == "the spec's default network"
+    # by default p gives 4 channels (its first variant, x); q is fed those in both variants
+    second = pair(c, "second")
+    assert second.a.in_shape == second.b.in_shape == (4, 8, 8)
+    assert (second.a.weights, second.b.weights) == (4 * 6, 4 * 2)
+    # stacked, q is fed 4 channels in x and 8 in y
+    assert (c.a.rows["second"].weights, c.b.rows["second"].weights) == (4 * 6, 8 * 2)
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def cli(*args, code=0):
+    from typer.testing import CliRunner
+    from archcalc.cli import app
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == code, result.stderr
+    return result
+
+
+def test_cli_table_on_screen():
+    out = cli("compare", "naive", "reduced").stdout
+    for figure in ("387,072", "163,328", "2.37×", "303,464,448", "4,944", "97,519,936",
+                   "12,568,061,056", "6,990,272", "1,582,671,872"):
+        assert figure in out
+    assert "reduced needs 14.0× fewer weights and 7.9× fewer multiply-adds than naive." in out
+
+
+def test_cli_json():
+    data = json.loads(cli("compare", "naive", "reduced", "-f", "json").stdout)
+    assert data["network"]["a"]["weights"] == 97_519_936
+    assert data["modules"][0]["a"]["weights"] == 387_072
+
+
+def test_cli_csv_plain_numbers():
+    import csv
+    import io
+    rows = list(csv.DictReader(io.StringIO(cli("compare", "naive", "reduced", "-f", "csv").stdout)))
+    assert [r["module"] for r in rows] == MODULES + ["modules"]
+    first = rows[0]
+    assert (first["naive weights"], first["reduced weights"]) == ("387072", "163328")
+    assert first["× weights"] == "2.3699" and first["input"] == "28×28×192"
+    assert (first["naive out"], first["reduced out"]) == ("416", "256")
+    assert rows[-2]["naive out (network)"] == "4944"
+
+
+def test_cli_markdown_to_a_file(tmp_path):
+    target = tmp_path / "inception.md"
+    result = cli("compare", "naive", "reduced", "--format", "markdown", "-o", str(target))
+    assert result.stdout == "" and f"wrote {target}" in result.stderr
+    lines = [l for l in target.read_text().splitlines() if l.startswith("|")]
+    assert lines[0].startswith("| module") and len({l.count("|") for l in lines}) == 1
+    assert any("| 3a " in l and "387,072" in l and "2.37×" in l for l in lines)
+    assert "reduced needs 14.0× fewer weights" in target.read_text()
+
+
+def test_cli_two_specs(two_specs):
+    out = cli("compare", *two_specs).stdout
+    assert "conv2 (only in wide)" in out and "Δ weights" in out
+
+
+def test_cli_spec_option(tmp_path):
+    out = cli("compare", "naive", "reduced", "--spec", "googlenet", "-f", "json").stdout
+    assert json.loads(out)["b"]["spec"].endswith("googlenet.yaml")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nave", "reduced"], "unknown variant 'nave'; this spec has: reduced, naive"),
+    (["naive", "reduced", "--spec", "nin"], "nin.yaml: unknown variant 'naive'; this spec has "
+                                            "no block with variants"),
+    (["googlenet", "missing.yaml"], "missing.yaml: no such file"),
+    (["naive", "reduced", "--input", "3x7x7"], "does not fit"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, args, message):
+    target = tmp_path / "out.json"
+    result = cli("compare", *args, "-f", "json", "-o", str(target), code=2)
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not target.exists()
+
+
+def test_cli_help():
+    out = cli("compare", "--help").stdout
+    assert "bundled" in out and "--plot" in out and "--spec" in out

@@ -107,7 +107,7 @@ def bars(title: str, categories: Sequence[str], panels: Sequence[Panel], xlabel:
         step = 0.8 / n
         for i, (label, values) in enumerate(panel.series.items()):
             offset = (i - (n - 1) / 2) * step
-            ax.bar([v + offset for v in x], [v or 0 for v in values], step * 0.95,
+            ax.bar([xi + offset for xi in x], [v or 0 for v in values], step * 0.95,
                    label=label, color=COLORS[i % len(COLORS)])
         positive = [v for values in panel.series.values() for v in values if v]
         log = bool(positive) and max(positive) >= LOG_SPREAD * min(positive)
@@ -136,9 +136,12 @@ def human(value: float, zeros: bool = False) -> str:
     """3 significant digits and an SI letter: 97.5M, 1.58G, 163K; ``zeros`` keeps 7.00M so."""
     spec = "#.3g" if zeros and value else ".3g"
     for power, letter in ((9, "G"), (6, "M"), (3, "K"), (0, "")):
-        if abs(value) >= 10 ** power or not power:
+        if abs(value) >= 0.9995 * 10 ** power or not power:     # 999,500 is 1.00M, not 1e+03K
             return f"{value / 10 ** power:{spec}}".rstrip(".") + letter
 
 
 def _times(r: Optional[float]) -> Optional[str]:
-    return None if r is None else f"{r:.1f}×"
+    """A ratio over a pair of bars, two significant digits: 2.4×, 0.34×, 14×."""
+    if r is None:
+        return None
+    return f"{r:.2g}×" if r < 100 else f"{r:.0f}×"

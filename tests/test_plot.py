@@ -65,6 +65,7 @@ def test_human_numbers():
     assert [plot.human(v) for v in (0, 999, 163_328, 1_000_000, 12_568_061_056)] == \
         ["0", "999", "163K", "1M", "12.6G"]
     assert plot.human(6_998_552, zeros=True) == "7.00M"
+    assert plot.human(999_500) == "1M"            # rounds into the next unit, not 1e+03K
 
 
 @pytest.mark.parametrize("name, message", [

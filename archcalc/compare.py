@@ -264,17 +264,20 @@ def verdict(c: Comparison) -> str:
     """One or two sentences a reader can quote: how many times fewer weights and multiply-adds
     b needs than a, and where most of the difference comes from."""
     a, b = c.a, c.b
-    w = _times(a.total("weights"), b.total("weights"), "weights")
-    m = _times(a.total("macs"), b.total("macs"), "multiply-adds")
-    first = f"{b.label} needs {w} and {m} than {a.label}."
+    nouns = {"weights": "weights", "macs": "multiply-adds"}
+    differ = [(q, _times(a.total(q), b.total(q), noun)) for q, noun in nouns.items()
+              if a.total(q) != b.total(q)]
+    same = [noun for q, noun in nouns.items() if a.total(q) == b.total(q)]
+    if not differ:
+        return f"{b.label} and {a.label} need as many weights and multiply-adds."
+    first = f"{b.label} needs {' and '.join(t for _, t in differ)} than {a.label}"
+    first += f", and as many {same[0]}." if same else "."
     where = _compounding(c) if c.mode == "variants" else _where(c)
     return f"{first} {where}" if where else first
 
 
 def _times(a: int, b: int, noun: str) -> str:
-    """How b compares with a: '14.0× fewer weights', '1.32× more multiply-adds'."""
-    if a == b:
-        return f"as many {noun}"
+    """How b compares with a (they differ): '14.0× fewer weights', '1.32× more multiply-adds'."""
     word = "fewer" if b < a else "more"
     if not a or not b:
         return f"{abs(a - b):,} {word} {noun}"

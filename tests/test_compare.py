@@ -351,3 +351,19 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
 def test_cli_help():
     out = cli("compare", "--help").stdout
     assert "bundled" in out and "--plot" in out and "--spec" in out
+
+
+def test_verdict_when_totals_agree(tmp_path, two_specs):
+    same = compare.run(two_specs[0], write(tmp_path, "copy.yaml", open(two_specs[0]).read()))
+    assert same.verdict() == "copy and small need as many weights and multiply-adds."
+    # small's layers with a stride of 2 instead of the pool: the same 216 + 1,280 weights,
+    # multiply-adds 216·16 + 1,280 = 4,736 against 216·64 + 1,280 = 15,104
+    strided = write(tmp_path, "strided.yaml", """
+        input: [3, 8, 8]
+        layers:
+          conv1: {conv: {out: 8, kernel: 3, stride: 2}}
+          fc:    [flatten, linear: {out: 10}]
+        """)
+    assert compare.run(two_specs[0], strided).verdict() == \
+        "strided needs 3.2× fewer multiply-adds than small, and as many weights. " \
+        "Most of the difference: multiply-adds in conv1 (100%)."

@@ -45,8 +45,7 @@ HeadsOpt = Annotated[bool, typer.Option(
 FormatOpt = Annotated[Format, typer.Option(
     "--format", "-f", help="table (on screen), csv, markdown or json.")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
-    "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen.",
-    dir_okay=False)]
+    "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen.")]
 
 
 @contextlib.contextmanager

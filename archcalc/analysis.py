@@ -157,23 +157,32 @@ def row_stats(row: Row, units: Dict[str, int], tolerance_pct: float) -> RowStats
         other_ops=c.other_ops, paper=paper, head=row.head is not None)
 
 
+def main_ops(ops: List[Layer]) -> List[Layer]:
+    """The ops that say what a row is: those with weights, else pooling, else any but
+    activations (a conv + batchnorm + relu + maxpool row is a convolution)."""
+    for keep in (lambda l: l.op.depth == "weights", lambda l: l.op.depth == "pool",
+                 lambda l: not l.op.activation):
+        found = [l for l in ops if keep(l)]
+        if found:
+            return found
+    return ops
+
+
 def row_type(row: Row, ops: List[Layer]) -> str:
-    """The block's name for a block call; else the title of the row's main op: the one with
-    weights or a window ("convolution" for conv + batchnorm + relu)."""
+    """The block's name for a block call; else the title of the row's main ops."""
     if row.block:
         return row.block
     if row.group.join is not None:
         return row.group.kind
-    main = [l for l in ops if l.op.depth] or [l for l in ops if not l.op.activation] or ops
-    titles = {l.op.title for l in main}
+    titles = {l.op.title for l in main_ops(ops)}
     return titles.pop() if len(titles) == 1 else "sequence"
 
 
 def _row_patch(row: Row, ops: List[Layer]) -> Optional[str]:
-    """Kernel/stride of the row's last windowed op, as Table 1 shows conv2 as 3×3/1."""
+    """Kernel/stride of the row's last main op with a window, as Table 1 shows conv2 as 3×3/1."""
     if row.block or row.group.join is not None:
         return None
-    patches = [p for p in (l.op.patch() for l in ops) if p]
+    patches = [p for p in (l.op.patch() for l in main_ops(ops)) if p]
     return patches[-1] if patches else None
 
 

@@ -45,8 +45,7 @@ HeadsOpt = Annotated[bool, typer.Option(
 FormatOpt = Annotated[Format, typer.Option(
     "--format", "-f", help="table (on screen), csv, markdown or json.")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
-    "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen.",
-    dir_okay=False)]
+    "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen.")]
 
 
 @contextlib.contextmanager
@@ -67,6 +66,19 @@ def emit(text: str, output: Optional[Path]) -> None:
     from .files import write_atomic
     write_atomic(output, text)
     typer.echo(f"wrote {output}", err=True)
+
+
+def emit_table(tab, format: Format, output: Optional[Path]) -> None:
+    """A report.Table as CSV or Markdown, or as on screen (to a file without colour)."""
+    from . import report as render
+    if format is Format.csv:
+        emit(render.to_csv(tab), output)
+    elif format is Format.markdown:
+        emit(render.to_markdown(tab), output)
+    elif output is not None:
+        emit(render.render_plain(tab), output)
+    else:
+        show(tab)
 
 
 def console():
@@ -120,6 +132,8 @@ def table(
     ] = 1.0,
     format: FormatOpt = Format.table,
     output: OutputOpt = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw params and MACs per row: FILE.png or FILE.svg.")] = None,
 ) -> None:
     """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
 
@@ -130,19 +144,16 @@ def table(
         if output is not None:
             from .files import check_writable
             check_writable(output)
+        if plot is not None:
+            from . import plot as plotting
+            plotting.check_path(plot)
         result = load_report(spec, variant, input, heads, tolerance)
+        if plot is not None:
+            write_plot(plotting.report_figure(result), plot)
         if format is Format.json:
             emit(render.to_json(result.to_dict()), output)
-            return
-        tab = render.make_table(result, style.value, detail)
-        if format is Format.csv:
-            emit(render.to_csv(tab), output)
-        elif format is Format.markdown:
-            emit(render.to_markdown(tab), output)
-        elif output is not None:
-            emit(render.render_plain(tab), output)
         else:
-            show(tab)
+            emit_table(render.make_table(result, style.value, detail), format, output)
 
 
 @app.command()
@@ -157,6 +168,70 @@ def specs() -> None:
             s = load(path)
         tab.add_row(path.stem, s.name, "×".join(map(str, s.input)), s.description or s.source)
     console().print(tab)
+
+
+# --- compare: two variants of a spec, or two specs, side by side ----------------------------
+
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(
+        help="A variant of --spec (e.g. naive), or a spec file or bundled name.")],
+    b: Annotated[str, typer.Argument(
+        help="What A is compared with, of the same kind; ratios are A / B.")],
+    spec: Annotated[Optional[str], typer.Option(
+        "--spec", help="The spec whose variants A and B are (default: the bundled googlenet).")
+    ] = None,
+    variant: VariantOpt = None,
+    input: InputOpt = None,
+    format: FormatOpt = Format.table,
+    output: OutputOpt = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw weights and MACs per module, side by side: FILE.png or "
+        "FILE.svg.")] = None,
+) -> None:
+    """Two variants of a spec, or two specs, side by side: weights, MACs, widths, ratios.
+
+    A and B are specs when each is an existing file, a bundled spec's name
+    (see `archcalc specs`) or a path (ends in .yaml or .yml, or has a '/');
+    otherwise they are two variants of --spec (default: the bundled googlenet).
+
+    Variants: each module that differs is built in both on the same input,
+    the one the spec's default network feeds it; then each whole network,
+    every module fed by the one before, so widths compound.
+    Specs: rows matched by name; --variant then applies to both.
+
+    Examples:
+      archcalc compare naive reduced --plot inception.png
+      archcalc compare specs/a.yaml specs/b.yaml -f markdown -o ab.md
+    """
+    from . import compare as comparing
+    from . import report as render
+    with user_errors():
+        if output is not None:
+            from .files import check_writable
+            check_writable(output)
+        if plot is not None:
+            from . import plot as plotting
+            plotting.check_path(plot)
+        shape = None
+        if input:
+            from .errors import Position
+            from .spec import parse_input
+            shape = parse_input(input, Position("--input"))
+        result = comparing.run(a, b, spec, variant, shape)
+        if plot is not None:
+            write_plot(plotting.comparison_figure(result), plot)
+        if format is Format.json:
+            emit(render.to_json(result.to_dict()), output)
+        else:
+            emit_table(comparing.make_table(result), format, output)
+
+
+def write_plot(figure, path: Path) -> None:
+    """Write a figure whole and say so on stderr, as emit() does for text."""
+    from .plot import write
+    write(figure, path)
+    typer.echo(f"wrote {path}", err=True)
 
 
 # --- verify: the analysis against PyTorch and fvcore ---------------------------------------
@@ -185,20 +260,13 @@ def verify(
         if output is not None:
             from .files import check_writable
             check_writable(output)
-        from . import report as render
         from . import verify as checks     # imports torch and fvcore
         result = checks.verify(spec, variant, input, heads=heads, device=device, batch=batch)
-        tab = checks.to_table(result)
         if format is Format.json:
-            emit(render.to_json(result.to_dict()), output)
-        elif format is Format.csv:
-            emit(render.to_csv(tab), output)
-        elif format is Format.markdown:
-            emit(render.to_markdown(tab), output)
-        elif output is not None:
-            emit(render.render_plain(tab), output)
+            from .report import to_json
+            emit(to_json(result.to_dict()), output)
         else:
-            show(tab)
+            emit_table(checks.to_table(result), format, output)
     line = checks.summary_line(result, time.perf_counter() - start)
     on_screen = format is Format.table and output is None
     typer.secho(line, err=not on_screen, fg="green" if result.ok else "red", bold=True)

@@ -21,7 +21,8 @@ UNIT_LETTERS = ("", "K", "M", "G")
 class Column:
     header: str
     kind: str = "text"      # text, int, shape (C,H,W shown as the paper's H×W×C), keras_shape,
-                            # figure (a computed value in paper units), pct
+                            # figure (a computed value in paper units), pct,
+                            # ratio (a float shown as 2.37×)
     part: str = "main"      # "audit" columns go to a second table on screen
 
 
@@ -169,6 +170,8 @@ def fmt_cell(value: Any, kind: str, plain: bool = False) -> str:
         decimals = len(printed.rstrip("KMG").split(".")[1]) if "." in printed else 0
         unit = printed[-1] if printed[-1] in "KMG" else ""
         return f"{computed:.{decimals + 1}f}{unit}"
+    if kind == "ratio":
+        return f"{value:.4f}" if plain else f"{value:.2f}×"
     if kind == "pct":
         if plain:
             return f"{value:.2f}"
@@ -211,7 +214,7 @@ def _screen_cell(table: Table, r: int, i: int):
 
 
 def _numeric(col: Column) -> bool:
-    return col.kind in ("int", "figure", "pct")
+    return col.kind in ("int", "figure", "pct", "ratio")
 
 
 def to_rich(table: Table) -> list:
@@ -278,7 +281,7 @@ def to_csv(table: Table) -> str:
 
 
 def to_markdown(table: Table) -> str:
-    align = ["right" if c.kind in ("int", "figure", "pct") else "left" for c in table.columns]
+    align = ["right" if _numeric(c) else "left" for c in table.columns]
     frame = to_frame(table, plain=False)
     lines = [f"**{table.title}**", ""]
     lines += [f"{note}  " for note in table.notes]

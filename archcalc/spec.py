@@ -372,9 +372,8 @@ class _Reader:
             args = yamlpos.PosDict()
             args.pos, args.key_pos, args.value_pos = args_pos, {}, {}
         if not isinstance(args, yamlpos.PosDict):
-            raise SpecError(f"{where}: '{op}' takes a mapping of arguments like "
-                            f"{{{', '.join(list(OPS[op].args)[:2]) or 'name'}: ...}}, "
-                            f"got {args!r}", args_pos)
+            raise SpecError(f"{where}: '{op}' takes a mapping of arguments, got {args!r}",
+                            args_pos)
         _check_keys(args, list(OPS[op].args) + ["name"], f"{where}: {op}")
         if "name" in args:
             name = _name(args["name"], args.value_pos["name"], "name")

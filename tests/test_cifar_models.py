@@ -35,3 +35,23 @@ def test_network_in_network_parameters():
     r = report("nin")
     assert r.totals.params == 966_986
     assert {row.name: row.output_shape for row in r.rows}["gap"] == (10,)
+
+
+def test_googlenet_for_cifar_keeps_table_1_widths_at_32x32():
+    rows = {r.name: r for r in report("googlenet-cifar").rows}
+    table_1_channels = {"3a": 256, "3b": 480, "4a": 512, "4b": 512, "4c": 512, "4d": 528,
+                        "4e": 832, "5a": 832, "5b": 1024}
+    for name, channels in table_1_channels.items():
+        assert rows[name].output_shape[0] == channels
+    assert rows["3b"].output_shape[1:] == (32, 32)
+    assert rows["5b"].output_shape[1:] == (8, 8)        # two 3×3/2 pools with padding 1
+    assert rows["linear"].output_shape == (10,)
+
+
+def test_fashion_cnn_takes_28x28_grayscale():
+    r = report("fashion-cnn")
+    assert r.input == (1, 28, 28)
+    assert r.rows[-1].output_shape == (10,)
+    # conv1: 3×3×1×32 + 32; conv2: 3×3×32×64 + 64; dense: 3136×128 + 128; classify: 128×10 + 10
+    # plus BatchNorm's γ and β: 2×(32 + 64 + 128)
+    assert r.totals.params == 320 + 18_496 + 401_536 + 1_290 + 2 * (32 + 64 + 128)

@@ -118,3 +118,18 @@ def test_help_for_every_command():
     for command in ("table", "specs"):
         out = run(command, "--help")
         assert "Usage" in out
+
+
+def test_output_file_gets_the_usual_mode(tmp_path):
+    import os
+    target = tmp_path / "t.json"
+    run("table", "googlenet", "-f", "json", "-o", str(target))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_output_onto_a_folder_is_one_line(tmp_path):
+    result = runner.invoke(app, ["table", "googlenet", "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{tmp_path}: cannot write the file: it is a folder"

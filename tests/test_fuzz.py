@@ -26,7 +26,7 @@ def run_whole_path(text: str) -> None:
         s = spec.parse(text, "fuzz.yaml")
         r = analysis.analyze(graph.build(s), heads=True)
         report.make_table(r)
-        report.make_table(r, detail=True)
+        report.render_plain(report.make_table(r, detail=True))
         report.to_json(r.to_dict())
     except ArchcalcError as exc:
         assert str(exc).startswith("fuzz.yaml") and "\n" not in str(exc)

@@ -1,0 +1,405 @@
+"""Two networks side by side: two variants of one spec, or two specs matched row by row.
+
+``archcalc compare naive reduced`` asks what GoogLeNet's 1×1 reductions buy (Figure 2). Two
+answers are measured, because they differ: on equal inputs a naive module needs 2.4 to 5.1
+times the weights of a reduced one, the naive network 14 times those of the reduced network.
+
+- per module, the same input: every row whose layers differ between the variants is built in
+  both, on the input the spec's default network feeds it (for GoogLeNet, the reduced one);
+- the whole network: every module in one variant, each fed by the one before, so the naive
+  pool branch's unprojected channels compound from module to module.
+
+Two specs (``archcalc compare a.yaml b.yaml``) are matched by row name instead. Everything here
+is plain data (ints, shapes, names); ratios are computed when asked for. Nothing prints.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import graph
+from .errors import ArchcalcError, Position
+from .files import BUNDLED, resolve_spec
+from .ops import Counts, Shape
+from .report import Column, Table
+from .spec import Spec, load
+
+DEFAULT_SPEC = "googlenet"
+QUANTITIES = ("params", "weights", "macs")
+
+
+def is_spec(arg: str) -> bool:
+    """A spec rather than a variant: an existing file, a bundled spec's name, or anything that
+    looks like a path (ends in .yaml/.yml or has a '/'), so a mistyped file is not taken for a
+    variant name. Variant names have neither dots nor slashes, so none is hidden by this."""
+    path = Path(arg)
+    return (path.is_file() or path.suffix in (".yaml", ".yml") or "/" in arg
+            or (BUNDLED / f"{arg}.yaml").is_file())
+
+
+# --- the numbers ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cost:
+    """What one row costs in one network, and the shapes it takes and gives."""
+
+    params: int         # trainable, biases included
+    weights: int        # the same without biases (the paper's convention)
+    macs: int
+    in_shape: Shape
+    out_shape: Shape
+
+    @classmethod
+    def of(cls, row: graph.Row) -> "Cost":
+        c = sum((layer.counts() for layer in row.group.layers()), Counts())
+        return cls(c.params, c.weights, c.macs, row.group.in_shape, row.out_shape)
+
+    def to_dict(self) -> dict:
+        return {"input_channels": self.in_shape[0], "output_channels": self.out_shape[0],
+                "params": self.params, "weights": self.weights, "macs": self.macs}
+
+
+def ratio(a: int, b: int) -> Optional[float]:
+    return a / b if b else None
+
+
+@dataclass
+class Pair:
+    """One row (or module) in both networks; a side is None where that network lacks it."""
+
+    name: str
+    a: Optional[Cost]
+    b: Optional[Cost]
+
+    def diff(self, q: str) -> int:
+        """a − b; a missing side counts as zero, so differences add up to the totals'."""
+        return (getattr(self.a, q) if self.a else 0) - (getattr(self.b, q) if self.b else 0)
+
+    def ratio(self, q: str) -> Optional[float]:
+        return ratio(getattr(self.a, q), getattr(self.b, q)) if self.a and self.b else None
+
+    @property
+    def input_channels(self) -> Optional[int]:
+        """The channels both sides take, when they take the same."""
+        if self.a and self.b and self.a.in_shape[0] == self.b.in_shape[0]:
+            return self.a.in_shape[0]
+        return None
+
+
+@dataclass
+class Network:
+    """One side: a spec built in one variant, row by row (heads left out)."""
+
+    label: str                  # how tables name this side: the variant, or the spec's file
+    spec: Spec
+    variant: Optional[str]
+    input: Shape
+    rows: Dict[str, Cost]       # in the spec's order
+
+    def total(self, q: str) -> int:
+        return sum(getattr(c, q) for c in self.rows.values())
+
+    def describe(self) -> dict:
+        return {"label": self.label, "spec": self.spec.path, "name": self.spec.name,
+                "variant": self.variant, "input": list(self.input)}
+
+
+def network(spec: Spec, variant: Optional[str], input_shape: Optional[Shape],
+            label: str) -> Network:
+    g = graph.build(spec, variant, input_shape)
+    return Network(label, spec, variant, g.input_shape, {r.name: Cost.of(r) for r in g.rows})
+
+
+@dataclass
+class Comparison:
+    mode: str                   # "variants" or "specs"
+    a: Network
+    b: Network
+    modules: List[Pair]         # variants: the rows that differ, same input; specs: every row
+    fed_by: Optional[str] = None    # variants: the variant whose network feeds the modules,
+                                    # None where the blocks' first variants differ
+
+    @property
+    def feeder(self) -> str:
+        return f"the {self.fed_by} network" if self.fed_by else "the spec's default network"
+
+    def ratio(self, q: str) -> Optional[float]:
+        return ratio(self.a.total(q), self.b.total(q))
+
+    def module_total(self, side: str, q: str) -> int:
+        return sum(getattr(getattr(p, side), q) for p in self.modules if getattr(p, side))
+
+    @property
+    def title(self) -> str:
+        a, b = self.a, self.b
+        if self.mode == "variants":
+            return f"{a.spec.name} · {a.label} vs {b.label} · input {_shape(a.input)}"
+        inputs = _shape(a.input) if a.input == b.input else \
+            f"{_shape(a.input)} vs {_shape(b.input)}"
+        variant = f" · variant {a.variant}" if a.variant else ""
+        return (f"{a.label} ({a.spec.name}) vs {b.label} ({b.spec.name}) · input {inputs}"
+                f"{variant}")
+
+    def verdict(self) -> str:
+        return verdict(self)
+
+    def to_dict(self) -> dict:
+        """The JSON contract: a, b, modules, network, ratios (and the verdict)."""
+        modules = [{"name": p.name, "input_channels": p.input_channels,
+                    "a": p.a.to_dict() if p.a else None, "b": p.b.to_dict() if p.b else None,
+                    "ratios": {q: p.ratio(q) for q in QUANTITIES},
+                    "differences": {q: p.diff(q) for q in QUANTITIES}}
+                   for p in self.modules]
+        names = [p.name for p in self.modules]
+
+        def stacked(n: Network) -> dict:
+            widths = {name: n.rows[name].out_shape[0] for name in names if name in n.rows}
+            return {**{q: n.total(q) for q in QUANTITIES}, "output_channels": widths}
+
+        return {"mode": self.mode, "a": self.a.describe(), "b": self.b.describe(),
+                "fed_by": self.fed_by, "modules": modules,
+                "network": {"a": stacked(self.a), "b": stacked(self.b)},
+                "ratios": {q: self.ratio(q) for q in QUANTITIES},
+                "differences": {q: self.a.total(q) - self.b.total(q) for q in QUANTITIES},
+                "verdict": self.verdict()}
+
+
+# --- comparing -----------------------------------------------------------------------------
+
+def run(a: str, b: str, spec: Optional[str] = None, variant: Optional[str] = None,
+        input_shape: Optional[Shape] = None) -> Comparison:
+    """What ``archcalc compare A B`` compares: two specs when both arguments are specs
+    (see :func:`is_spec`), else two variants of ``spec`` (the bundled GoogLeNet by default)."""
+    if is_spec(a) and is_spec(b):
+        if spec is not None:
+            raise ArchcalcError(f"'{a}' and '{b}' are specs; --spec is for naming the spec "
+                                "whose variants to compare")
+        return compare_specs(load(resolve_spec(a)), load(resolve_spec(b)), variant,
+                             input_shape)
+    if is_spec(a) or is_spec(b):
+        found, other = (a, b) if is_spec(a) else (b, a)
+        raise ArchcalcError(f"'{found}' is a spec but '{other}' is neither a file nor a bundled "
+                            f"spec: compare two specs, or two variants of one "
+                            f"(archcalc compare naive reduced --spec {found})")
+    if variant is not None:
+        raise ArchcalcError("--variant is for comparing two specs; to compare variants, name "
+                            "both as the arguments")
+    return compare_variants(load(resolve_spec(spec or DEFAULT_SPEC)), a, b, input_shape)
+
+
+def compare_variants(spec: Spec, a: str, b: str,
+                     input_shape: Optional[Shape] = None) -> Comparison:
+    """Variants ``a`` and ``b`` of ``spec``: per module on the same input, and stacked."""
+    net_a = network(spec, a, input_shape, a)        # raises on an unknown variant
+    net_b = network(spec, b, input_shape, b)
+    if a == b:
+        raise ArchcalcError(f"'{a}' twice: name two different variants "
+                            f"({', '.join(spec.variants)})", Position(spec.path))
+    fed_by = _default_variant(spec)
+    feed = graph.build(spec, fed_by, input_shape)
+    modules = [pair for pair in (_same_input(spec, row, fed.group.in_shape, a, b)
+                                 for row, fed in zip(spec.rows, feed.rows)) if pair]
+    if not modules:
+        raise ArchcalcError(f"variants '{a}' and '{b}' build the same layers in every row: "
+                            "nothing to compare", Position(spec.path))
+    return Comparison("variants", net_a, net_b, modules, fed_by)
+
+
+def compare_specs(spec_a: Spec, spec_b: Spec, variant: Optional[str] = None,
+                  input_shape: Optional[Shape] = None) -> Comparison:
+    """Two specs, rows matched by name; a row only one of them has is paired with None."""
+    label_a, label_b = _labels(spec_a, spec_b)
+    net_a = network(spec_a, variant, input_shape, label_a)
+    net_b = network(spec_b, variant, input_shape, label_b)
+    if not set(net_a.rows) & set(net_b.rows):
+        raise ArchcalcError(f"{spec_a.path} and {spec_b.path} have no row name in common: "
+                            "nothing to match row by row")
+    names = _union(list(net_a.rows), list(net_b.rows))
+    modules = [Pair(n, net_a.rows.get(n), net_b.rows.get(n)) for n in names]
+    return Comparison("specs", net_a, net_b, modules)
+
+
+def _same_input(spec: Spec, row, shape: Shape, a: str, b: str) -> Optional[Pair]:
+    """``row`` built alone in both variants on ``shape``; None when the two are the same."""
+    alone = dataclasses.replace(spec, rows=[row], heads=[], input=shape)
+    row_a, row_b = (graph.build(alone, v).rows[0] for v in (a, b))
+    if _layers(row_a) == _layers(row_b):
+        return None
+    return Pair(row.name, Cost.of(row_a), Cost.of(row_b))
+
+
+def _layers(row: graph.Row) -> list:
+    return [(l.name, l.kind, l.out_shape, l.counts()) for l in row.group.layers()]
+
+
+def _default_variant(spec: Spec) -> Optional[str]:
+    """The variant the spec builds by default, when every block's first variant is the same."""
+    firsts = {next(iter(block.variants)) for block in spec.blocks.values() if block.variants}
+    return firsts.pop() if len(firsts) == 1 else None
+
+
+def _labels(spec_a: Spec, spec_b: Spec) -> Tuple[str, str]:
+    """The files' names, or the paths where the names are the same."""
+    for a, b in ((Path(spec_a.path).stem, Path(spec_b.path).stem), (spec_a.path, spec_b.path)):
+        if a != b:
+            return a, b
+    return "A", "B"
+
+
+def _union(a: List[str], b: List[str]) -> List[str]:
+    """a's names in order; each of b's own after the nearest name before it in b."""
+    out = list(a)
+    for i, name in enumerate(b):
+        if name not in out:
+            before = next((out.index(n) for n in reversed(b[:i]) if n in out), -1)
+            out.insert(before + 1, name)
+    return out
+
+
+# --- the verdict ---------------------------------------------------------------------------
+
+def verdict(c: Comparison) -> str:
+    """One or two sentences a reader can quote: how many times fewer weights and multiply-adds
+    b needs than a, and where most of the difference comes from."""
+    a, b = c.a, c.b
+    nouns = {"weights": "weights", "macs": "multiply-adds"}
+    differ = [(q, _times(a.total(q), b.total(q), noun)) for q, noun in nouns.items()
+              if a.total(q) != b.total(q)]
+    same = [noun for q, noun in nouns.items() if a.total(q) == b.total(q)]
+    if not differ:
+        return f"{b.label} and {a.label} need as many weights and multiply-adds."
+    first = f"{b.label} needs {' and '.join(t for _, t in differ)} than {a.label}"
+    first += f", and as many {same[0]}." if same else "."
+    where = _compounding(c) if c.mode == "variants" else _where(c)
+    return f"{first} {where}" if where else first
+
+
+def _times(a: int, b: int, noun: str) -> str:
+    """How b compares with a (they differ): '14.0× fewer weights', '1.32× more multiply-adds'."""
+    word = "fewer" if b < a else "more"
+    if not a or not b:
+        return f"{abs(a - b):,} {word} {noun}"
+    r = max(a, b) / min(a, b)
+    return f"{r:.1f}× {word} {noun}" if r >= 1.1 else f"{r:.2f}× {word} {noun}"
+
+
+def _share(part: int, whole: int) -> Optional[float]:
+    share = part / whole if whole else None
+    return share if share is not None and 0 <= share <= 1 else None
+
+
+def _compounding(c: Comparison) -> str:
+    """Variants: how much of the difference the modules make on the same input, and how much
+    comes from what they feed the rest of the network."""
+    whole = {q: c.a.total(q) - c.b.total(q) for q in ("weights", "macs")}
+    alone = {q: sum(p.diff(q) for p in c.modules) for q in ("weights", "macs")}
+    w, m = (_share(alone[q], whole[q]) for q in ("weights", "macs"))
+    if w is None:
+        return ""
+    noun = "saving" if whole["weights"] > 0 else "extra cost"
+    macs, rest_macs = (f" ({m:.0%} of the multiply-adds)", f" ({1 - m:.0%})") if m is not None \
+        else ("", "")
+    last = c.modules[-1].name
+    ch_a, ch_b = c.a.rows[last].out_shape[0], c.b.rows[last].out_shape[0]
+    widths = f" (the last module: {ch_a:,} channels against {ch_b:,})" if ch_a != ch_b else ""
+    return (f"Fed the same input, the modules alone make {w:.0%} of the {noun} in weights"
+            f"{macs}; the other {1 - w:.0%}{rest_macs} comes from what they feed the rest of "
+            f"the network{widths}.")
+
+
+def _where(c: Comparison) -> str:
+    """Specs: the few rows that make most of the difference in weights and in multiply-adds."""
+    parts = []
+    for q, noun in (("weights", "weights"), ("macs", "multiply-adds")):
+        rows, share = _largest(c.modules, q, c.a.total(q) - c.b.total(q))
+        if rows:
+            share = f"{share:.0%}" if share <= 1 else "more than the net difference"
+            parts.append(f"{noun} in {', '.join(rows)} ({share})")
+    return f"Most of the difference: {'; '.join(parts)}." if parts else ""
+
+
+def _largest(pairs: Sequence[Pair], q: str, whole: int, most: int = 3):
+    """The fewest rows (at most ``most``) whose differences make half of ``whole``."""
+    if not whole:
+        return [], 0.0
+    ranked = sorted(pairs, key=lambda p: p.diff(q) * (1 if whole > 0 else -1), reverse=True)
+    rows, done = [], 0
+    for p in ranked[:most]:
+        if p.diff(q) * whole <= 0:
+            break
+        rows.append(p.name)
+        done += p.diff(q)
+        if done / whole >= 0.5:
+            break
+    return rows, done / whole
+
+
+# --- the table -----------------------------------------------------------------------------
+
+def make_table(c: Comparison) -> Table:
+    return _variants_table(c) if c.mode == "variants" else _specs_table(c)
+
+
+def _variants_table(c: Comparison) -> Table:
+    A, B = c.a.label, c.b.label
+    columns = [Column("module"), Column("input", "shape"),
+               Column(f"{A} weights", "int"), Column(f"{B} weights", "int"),
+               Column("× weights", "ratio"),
+               Column(f"{A} MACs", "int"), Column(f"{B} MACs", "int"), Column("× MACs", "ratio"),
+               Column(f"{A} out", "int"), Column(f"{B} out", "int"),
+               Column(f"{A} out (network)", "int"), Column(f"{B} out (network)", "int")]
+    rows = [[p.name, p.a.in_shape, p.a.weights, p.b.weights, p.ratio("weights"),
+             p.a.macs, p.b.macs, p.ratio("macs"), p.a.out_shape[0], p.b.out_shape[0],
+             c.a.rows[p.name].out_shape[0], c.b.rows[p.name].out_shape[0]]
+            for p in c.modules]
+    sums = {(s, q): c.module_total(s, q) for s in "ab" for q in ("weights", "macs")}
+    footer = ["modules", None, sums["a", "weights"], sums["b", "weights"],
+              ratio(sums["a", "weights"], sums["b", "weights"]), sums["a", "macs"],
+              sums["b", "macs"], ratio(sums["a", "macs"], sums["b", "macs"])] + [None] * 4
+    notes = [c.a.spec.source] if c.a.spec.source else []
+    notes += [f"per module, same input: each row whose layers differ between {A} and {B}, "
+              f"built in both on the input {c.feeder} feeds it; 'out' are its "
+              "output channels",
+              f"network: every module in one variant, fed by the one before, so widths "
+              f"compound; 'out (network)' are its output channels there (heads left out)",
+              _units_note(A, B)]
+    return Table(c.title, notes, columns, rows, footer, _network_lines(c))
+
+
+def _specs_table(c: Comparison) -> Table:
+    A, B = c.a.label, c.b.label
+    columns = [Column("row"), Column(f"{A} output", "shape"), Column(f"{B} output", "shape")]
+    for q, noun in (("weights", "weights"), ("macs", "MACs")):
+        columns += [Column(f"{A} {noun}", "int"), Column(f"{B} {noun}", "int"),
+                    Column(f"Δ {noun}", "int"), Column(f"× {noun}", "ratio")]
+    rows = []
+    for p in c.modules:
+        only = "" if p.a and p.b else f" (only in {A if p.a else B})"
+        row = [p.name + only, p.a and p.a.out_shape, p.b and p.b.out_shape]
+        for q in ("weights", "macs"):
+            row += [p.a and getattr(p.a, q), p.b and getattr(p.b, q), p.diff(q), p.ratio(q)]
+        rows.append(row)
+    footer = ["total", None, None]
+    for q in ("weights", "macs"):
+        footer += [c.a.total(q), c.b.total(q), c.a.total(q) - c.b.total(q), c.ratio(q)]
+    notes = [f"rows matched by name; a row only one spec has is marked so (heads left out)",
+             _units_note(A, B), f"Δ = {A} − {B}"]
+    return Table(c.title, notes, columns, rows, footer, _network_lines(c))
+
+
+def _units_note(a: str, b: str) -> str:
+    return ("weights: parameters without biases, the paper's convention (--format json also "
+            "gives params with biases) · MACs: multiply-adds of conv and linear weights · "
+            f"× = {a} / {b}")
+
+
+def _network_lines(c: Comparison) -> List[str]:
+    lines = [f"network {n.label}: {n.total('weights'):,} weights ({n.total('params'):,} params "
+             f"with biases) · {n.total('macs'):,} MACs" for n in (c.a, c.b)]
+    return lines + [c.verdict()]
+
+
+def _shape(shape: Shape) -> str:
+    return "×".join(map(str, shape))

@@ -1,0 +1,147 @@
+"""Figures a report can use as is: per module (or row), weights and MACs as bars.
+
+Imported only when a plot is asked for. Figures are drawn on matplotlib's Agg canvas (no
+display, no pyplot state), rendered to bytes, then written whole: temporary file, rename.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
+
+from matplotlib import rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from .errors import ArchcalcError, Position
+from .files import check_writable, write_atomic
+
+if TYPE_CHECKING:
+    from .analysis import Report
+    from .compare import Comparison
+
+FORMATS = {".png": "png", ".svg": "svg"}
+DPI = 150
+WIDTH, HEIGHT = 10.0, 7.0           # inches; wider when there are many bars
+COLORS = ("#d95f02", "#1b9e77")     # side a, side b (ColorBrewer Dark2, colour-blind safe)
+LOG_SPREAD = 20                     # a log axis when the largest bar is this many times the least
+
+
+@dataclass
+class Panel:
+    ylabel: str
+    series: Dict[str, List[Optional[int]]]      # label → one value per category (None: absent)
+    notes: List[Optional[str]] = field(default_factory=list)   # above each category: "2.4×"
+
+
+def check_path(path: Union[str, Path]) -> str:
+    """The format for ``path`` (png or svg), checked writable before any work is done."""
+    check_writable(path)
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        said = f"a '{suffix}' file" if suffix else "a file without an extension"
+        raise ArchcalcError(f"cannot plot to {said}: give a file ending in .png or .svg",
+                            Position(str(path)))
+    return FORMATS[suffix]
+
+
+def write(figure: Figure, path: Union[str, Path]) -> None:
+    write_atomic(path, render(figure, check_path(path)))
+
+
+def render(figure: Figure, fmt: str) -> bytes:
+    """The figure as PNG or SVG bytes; the same figure gives the same bytes (no date, fixed
+    SVG ids), so a figure kept in a repository changes only when its numbers do."""
+    buf = io.BytesIO()
+    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    FigureCanvasAgg(figure)
+    with rc_context({"svg.hashsalt": "archcalc"}):
+        figure.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
+    return buf.getvalue()
+
+
+# --- figures -------------------------------------------------------------------------------
+
+def comparison_figure(c: "Comparison") -> Figure:
+    """Per module, weights and MACs of both sides; the whole networks' totals in the title."""
+    pairs = c.modules if c.mode == "variants" else \
+        [p for p in c.modules if any(s and (s.weights or s.macs) for s in (p.a, p.b))]
+    panels = [Panel(ylabel, {c.a.label: [p.a and getattr(p.a, q) for p in pairs],
+                             c.b.label: [p.b and getattr(p.b, q) for p in pairs]},
+                    [_times(p.ratio(q)) for p in pairs])
+              for q, ylabel in (("weights", "weights (no biases)"),
+                                ("macs", "multiply-adds (MACs)"))]
+    totals = " · ".join(f"{n.label} {human(n.total('weights'), True)} weights, "
+                        f"{human(n.total('macs'), True)} MACs" for n in (c.a, c.b))
+    xlabel = (f"module, each fed the same input (as {c.feeder} feeds it); "
+              f"above the bars: {c.a.label} / {c.b.label}") if c.mode == "variants" else \
+        f"row (matched by name; rows without weights left out); above: {c.a.label} / {c.b.label}"
+    return bars(f"{c.title}\nwhole network: {totals}", [p.name for p in pairs], panels, xlabel)
+
+
+def report_figure(report: "Report") -> Figure:
+    """Per row of `archcalc table`, params and MACs; rows without either are left out."""
+    from .report import title_of
+    rows = [r for r in report.rows if r.params or r.macs]
+    label = report.variant or report.name
+    panels = [Panel("params (biases included)", {label: [r.params for r in rows]}),
+              Panel("multiply-adds (MACs)", {label: [r.macs for r in rows]})]
+    t = report.totals
+    title = f"{title_of(report)}\ntotal: {human(t.params, True)} params, " \
+            f"{human(t.macs, True)} MACs"
+    return bars(title, [r.name for r in rows], panels,
+                "row (rows without parameters or multiply-adds left out)")
+
+
+def bars(title: str, categories: Sequence[str], panels: Sequence[Panel], xlabel: str) -> Figure:
+    """One panel per quantity, stacked, sharing the categories; bars of each series side by
+    side; a log axis where the values spread over more than LOG_SPREAD times."""
+    width = max(WIDTH, 0.75 * len(categories) + 2)
+    fig = Figure(figsize=(width, HEIGHT), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    x = list(range(len(categories)))
+    for k, (ax, panel) in enumerate(zip(axes, panels)):
+        n = len(panel.series)
+        step = 0.8 / n
+        for i, (label, values) in enumerate(panel.series.items()):
+            offset = (i - (n - 1) / 2) * step
+            ax.bar([xi + offset for xi in x], [v or 0 for v in values], step * 0.95,
+                   label=label, color=COLORS[i % len(COLORS)])
+        positive = [v for values in panel.series.values() for v in values if v]
+        log = bool(positive) and max(positive) >= LOG_SPREAD * min(positive)
+        if log:
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
+        ax.margins(y=0.15)
+        for xi, note in zip(x, panel.notes):
+            if note:
+                top = max((values[xi] or 0) for values in panel.series.values())
+                ax.annotate(note, (xi, top), xytext=(0, 3), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=8)
+        ax.set_ylabel(panel.ylabel + (", log scale" if log else ""))
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        if n > 1 and k == 0:
+            ax.legend(loc="upper left", frameon=False)
+    axes[-1].set_xticks(x, categories)
+    axes[-1].set_xlabel(xlabel)
+    fig.suptitle(title)
+    return fig
+
+
+def human(value: float, zeros: bool = False) -> str:
+    """3 significant digits and an SI letter: 97.5M, 1.58G, 163K; ``zeros`` keeps 7.00M so."""
+    spec = "#.3g" if zeros and value else ".3g"
+    for power, letter in ((9, "G"), (6, "M"), (3, "K"), (0, "")):
+        if abs(value) >= 0.9995 * 10 ** power or not power:     # 999,500 is 1.00M, not 1e+03K
+            return f"{value / 10 ** power:{spec}}".rstrip(".") + letter
+
+
+def _times(r: Optional[float]) -> Optional[str]:
+    """A ratio over a pair of bars, two significant digits: 2.4×, 0.34×, 14×."""
+    if r is None:
+        return None
+    return f"{r:.2g}×" if r < 100 else f"{r:.0f}×"

@@ -15,6 +15,15 @@ from archcalc.spec import load, parse  # noqa: E402
 from archcalc.torch_build import TorchBuildError, build_model  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Forward passes of one or two images: on a busy machine, more threads only wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

@@ -22,6 +22,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from archcalc.cli import app  # noqa: E402
 from archcalc.errors import SpecError  # noqa: E402
+from archcalc.files import bundled_specs  # noqa: E402
 from archcalc.graph import build  # noqa: E402
 from archcalc.ops import OPS, Op  # noqa: E402
 from archcalc.ops.conv import Conv  # noqa: E402
@@ -68,6 +69,12 @@ def test_every_layer_agrees(results, spec, variant, heads):
     assert all(l.ok for l in result.layers)
     if heads:
         assert {l.name for l in result.layers} >= {"aux1.fc", "aux2.conv", "aux2.softmax"}
+
+
+@pytest.mark.parametrize("name", [p.stem for p in bundled_specs()])
+def test_every_bundled_spec_agrees_with_its_heads(results, name):
+    result = results(name, None, True)
+    assert result.ok, disagreements(result)
 
 
 EVERY_STRUCTURE = """

@@ -1,10 +1,10 @@
 """How long `archcalc verify specs/googlenet.yaml --device cpu` takes, and where the time goes.
 
 Prints the median wall time of the whole process (target: at most 10 s on a 2-core machine,
-importing torch included), then the parts of the median run: start-up and imports (Python,
-torch, archcalc, fvcore: timed in a separate process), building the model, the forward pass
-with hooks inside FlopCounterMode (whose first use imports torch._dynamo, timed apart), the
-fvcore trace, and the rest (loading the spec, comparing, rendering).
+importing torch included), then the parts of the median run: imports (torch, archcalc, fvcore:
+timed in a separate process, as is Python's own start-up and exit with torch loaded), building
+the model, the forward pass with hooks inside FlopCounterMode (whose first use imports
+torch._dynamo, timed apart), the fvcore trace, and the rest (spec, comparisons, output).
 
 Run: python benchmarks/verify_time.py [--repeat 3] [--spec specs/googlenet.yaml]
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -42,12 +41,6 @@ def run_env() -> dict:
     return dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{path}" if path else str(ROOT))
 
 
-def timed(command: list) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=run_env())
-    return time.perf_counter() - start
-
-
 def verify_run(spec: str) -> tuple:
     """Wall seconds of one whole `archcalc verify` process, and its own timings."""
     command = [sys.executable, "-m", "archcalc", "verify", spec, "--device", "cpu", "-f", "json"]
@@ -72,21 +65,24 @@ def main() -> None:
     print(f"  whole process                  {wall:6.2f} s   (target ≤ 10 s; runs: "
           f"{', '.join(f'{w:.2f}' for w, _ in runs)})")
 
-    python = statistics.median(timed([sys.executable, "-c", "pass"])
-                               for _ in range(args.repeat))
+    start = time.perf_counter()
     probe = subprocess.run([sys.executable, "-c", IMPORT_PROBE], check=True,
                            capture_output=True, text=True, env=run_env()).stdout.split()
+    probe_wall = time.perf_counter() - start
     torch_s, archcalc_s, fvcore_s, dynamo_s = map(float, probe)
-    imports = python + torch_s + archcalc_s + fvcore_s
-    print(f"  start-up and imports           {imports:6.2f} s   (python {python:.2f}, torch "
-          f"{torch_s:.2f}, archcalc {archcalc_s:.2f}, fvcore {fvcore_s:.2f})")
+    imports = torch_s + archcalc_s + fvcore_s
+    # what a process with torch loaded spends outside its own code: start-up and exit
+    outside = probe_wall - imports - dynamo_s
+    print(f"  imports                        {imports:6.2f} s   (torch {torch_s:.2f}, archcalc "
+          f"and typer {archcalc_s:.2f}, fvcore {fvcore_s:.2f})")
+    print(f"  Python start-up and exit       {outside:6.2f} s   (with torch loaded)")
     print(f"  build the model                {parts['build']:6.2f} s")
     print(f"  forward pass + FlopCounterMode {parts['forward']:6.2f} s   (of which importing "
           f"torch._dynamo, on first use: about {dynamo_s:.2f})")
     print(f"  fvcore trace                   {parts.get('fvcore', 0):6.2f} s")
-    rest = wall - imports - sum(parts.values())
+    rest = wall - imports - outside - sum(parts.values())
     print(f"  the rest                       {rest:6.2f} s   (spec, comparisons, output; and the "
-          "difference between the import probe and the run)")
+          "noise between the probe and the run)")
 
 
 if __name__ == "__main__":

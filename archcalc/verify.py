@@ -258,13 +258,14 @@ def _fvcore(model: nn.Module, x: torch.Tensor):
                     .uncalled_modules_warnings(False).tracer_warnings("none"))
         try:
             by_module = dict(analysis.by_module())
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, ValueError) as exc:
             return {}, None, {}, f"fvcore could not trace the model: {_first_line(exc)}"
         return by_module, analysis.total(), dict(analysis.unsupported_ops()), None
 
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
+    """No log lines from fvcore (and iopath, which it imports) below errors; no warnings."""
     loggers = [logging.getLogger(name) for name in ("fvcore", "iopath")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -282,9 +283,9 @@ def _check_layer(layer: Layer, module: Optional[nn.Module], shape, by_module: Di
                  batch: int) -> LayerCheck:
     counts = layer.counts()
     own = layer.is_join      # a join's module is its group's: only its own tensors count
-    params = _count(module.parameters(recurse=not own), trainable=True) if module else None
-    frozen = None
+    params = frozen = None
     if module is not None:
+        params = _count(module.parameters(recurse=not own), trainable=True)
         frozen = _count(module.parameters(recurse=not own), trainable=False) + sum(
             b.numel() for b in module.buffers(recurse=not own) if b.is_floating_point())
     measured_shape = None

@@ -112,14 +112,15 @@ def data_folder(data_dir: Optional[PathLike] = None) -> Path:
 
 # ---------------------------------------------------------------------------------------- CIFAR-10
 
-def load_cifar10(data_dir: Optional[PathLike] = None, download: bool = False) -> Dataset:
+def load_cifar10(data_dir: Optional[PathLike] = None, download: bool = False, *,
+                 counts: tuple[int, int] = CIFAR10_COUNTS) -> Dataset:
     """CIFAR-10 from :func:`data_folder`, downloading the Python archive there if asked."""
     folder = data_folder(data_dir)
     for entry, _ in _CIFAR_SOURCES:
         if (folder / entry).exists():
-            return read_cifar10(folder / entry)
+            return read_cifar10(folder / entry, counts)
     if download:
-        return read_cifar10(download_cifar10(folder))
+        return read_cifar10(download_cifar10(folder), counts)
     names = ", ".join(entry for entry, _ in _CIFAR_SOURCES)
     raise DataError(f"CIFAR-10 not found in {folder} (looked for {names}); provide it with "
                     f"--data-dir DIR, or by setting $ARCHCALC_DATA=DIR, or let archcalc fetch it "

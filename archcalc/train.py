@@ -9,8 +9,8 @@ and writes into one output folder:
   states, position in the epoch, metrics so far), saved after every epoch and on Ctrl-C;
 - ``model.pt``: the final ``state_dict``.
 
-Every file is written whole (a temporary file in the same folder, then ``os.replace``), so an
-interrupted run never leaves half a file. The engine never prints: the CLI draws progress from
+Every file is written whole (:func:`archcalc.files.write_atomic`), so an interrupted run never
+leaves half a file. The engine never prints: the CLI draws progress from
 the ``on_step`` and ``on_epoch`` callbacks.
 
 The model must return **logits**. A spec's final softmax belongs to inference, not to training
@@ -26,20 +26,19 @@ import csv
 import io
 import json
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import IO, Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
 
 from archcalc.datasets import BatchTransform, Dataset, channel_stats
 from archcalc.errors import ArchcalcError
+from archcalc.files import write_atomic
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("onecycle", "cosine", "none")
@@ -48,8 +47,6 @@ DEVICES = ("auto", "cpu", "cuda")
 # device (.item()) stalls a CUDA pipeline, and a progress bar needs no more.
 REFRESH_EVERY = 10
 CHECKPOINT_FORMAT = 1
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 @dataclass
@@ -138,6 +135,8 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
+    """What a finished run returns; the same numbers are in ``out_dir/metrics.json``."""
+
     out_dir: Path
     history: list[EpochRecord]
     test_accuracy: float
@@ -195,14 +194,14 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, out_dir
         try:
             while run.epoch < config.epochs:
                 record = run.run_epoch(on_step, stop_requested)
-                _write_checkpoint(out_dir / "checkpoint.pt", run.state_dict())
+                _write_torch(out_dir / "checkpoint.pt", run.state_dict())
                 _write_metrics(out_dir, run)
                 if on_epoch:
                     on_epoch(record)
         except KeyboardInterrupt:
-            _write_checkpoint(out_dir / "checkpoint.pt", run.state_dict())
+            _write_torch(out_dir / "checkpoint.pt", run.state_dict())
             raise TrainingInterrupted(out_dir) from None
-    _write_whole(out_dir / "model.pt", lambda f: torch.save(model.state_dict(), f))
+    _write_torch(out_dir / "model.pt", model.state_dict())
     last = run.history[-1]
     return TrainResult(out_dir, run.history, last.test_accuracy, last.test_loss, str(run.device))
 
@@ -460,8 +459,10 @@ def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     return state
 
 
-def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    _write_whole(path, lambda f: torch.save(state, f))
+def _write_torch(path: Path, obj: Any) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def _write_metrics(out_dir: Path, run: _Run) -> None:
@@ -481,25 +482,8 @@ def _write_metrics(out_dir: Path, run: _Run) -> None:
     writer = csv.DictWriter(table, fieldnames=list(records[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
-    _write_whole(out_dir / "metrics.csv", lambda f: f.write(table.getvalue().encode()))
+    write_atomic(out_dir / "metrics.csv", table.getvalue())
 
 
 def _write_json(path: Path, data: Any) -> None:
-    _write_whole(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
-
-
-def _write_whole(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers see the old file
-    or the new one, never a half-written one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from other users
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(data, indent=2) + "\n")

@@ -116,6 +116,8 @@ def load_cifar10(data_dir: Optional[PathLike] = None, download: bool = False, *,
                  counts: tuple[int, int] = CIFAR10_COUNTS) -> Dataset:
     """CIFAR-10 from :func:`data_folder`, downloading the Python archive there if asked."""
     folder = data_folder(data_dir)
+    if folder.name in dict(_CIFAR_SOURCES) and folder.exists():  # pointed at the archive or folder itself
+        return read_cifar10(folder, counts)
     for entry, _ in _CIFAR_SOURCES:
         if (folder / entry).exists():
             return read_cifar10(folder / entry, counts)
@@ -154,9 +156,12 @@ def read_cifar10(path: PathLike, counts: tuple[int, int] = CIFAR10_COUNTS) -> Da
 
 def download_cifar10(folder: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5) -> Path:
     """Fetch the Python-format archive into ``folder``; it appears there only whole and verified."""
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / "cifar-10-python.tar.gz"
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".cifar-10-python.", suffix=".part")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".cifar-10-python.", suffix=".part")
+    except OSError as exc:
+        raise DataError(f"cannot write the download into {folder}: {exc}") from exc
     try:
         digest = hashlib.md5()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:

@@ -180,6 +180,12 @@ def test_binary_format_is_preferred(tmp_path):
     assert data.test_y.tolist() == fake_batches(seed=2)["test_batch"][1].tolist()
 
 
+@pytest.mark.parametrize("archive", [False, True])
+def test_data_dir_may_name_the_archive_or_folder_itself(tmp_path, archive):
+    source = write_source(tmp_path, "binary", binary_files(fake_batches()), archive)
+    assert len(load_cifar10(source, counts=COUNTS).test_y) == PER_BATCH
+
+
 def test_no_data_says_where_it_looked_and_how_to_provide_it(tmp_path):
     with pytest.raises(DataError) as error:
         load_dataset("cifar10", data_dir=tmp_path)

@@ -3,10 +3,13 @@
 Three sources, one shape of result (:class:`Dataset`):
 
 - ``cifar10`` from the official download archives or their extracted folders, in either the
-  binary or the Python (pickle) format. Pickles are read by a restricted unpickler, because a
+  binary or the Python (pickle) format, found in :func:`data_folder` (``data_dir``, else
+  ``$ARCHCALC_DATA``, else ``$XDG_CACHE_HOME/archcalc`` or ``~/.cache/archcalc``), where
+  ``download=True`` also puts it. Pickles are read by a restricted unpickler, because a
   downloaded file is untrusted and a plain ``pickle.load`` runs whatever code it names.
-- ``fashion-mnist`` from the four gzipped IDX files (Debian's ``dataset-fashion-mnist`` package
-  puts them in ``/usr/share/datasets/fashion-mnist/``).
+- ``fashion-mnist`` from the four gzipped IDX files, in ``data_dir`` if given, else in
+  :func:`data_folder` or Debian's ``/usr/share/datasets/fashion-mnist/`` (package
+  ``dataset-fashion-mnist``).
 - ``synthetic``, generated from a fixed seed, so training works with no files at all.
 
 Every problem with the data raises :class:`~archcalc.errors.DataError` naming the file.

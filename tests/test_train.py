@@ -142,7 +142,7 @@ def test_resume_needs_a_checkpoint_and_the_same_configuration(tmp_path):
         train(small_net(), DATA, config(), tmp_path, resume=True)
     with pytest.raises(TrainingInterrupted):
         train(small_net(), DATA, config(), tmp_path, on_epoch=interrupt_after_epoch_1)
-    with pytest.raises(ArchcalcError, match=r"different configuration \(lr: 0.001 → 0.01\)"):
+    with pytest.raises(ArchcalcError, match=r"different configuration \(lr: 0.003 → 0.01\)"):
         train(small_net(), DATA, config(lr=0.01), tmp_path, resume=True)
 
 

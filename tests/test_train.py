@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from archcalc.datasets import make_synthetic
+from archcalc.datasets import Dataset, make_synthetic
 from archcalc.errors import ArchcalcError
 from archcalc.train import TrainConfig, TrainingInterrupted, load_config, train
 
@@ -216,3 +216,14 @@ def test_config_round_trips_through_a_dict():
 def test_asking_for_cuda_without_it_is_an_error(tmp_path):
     with pytest.raises(ArchcalcError, match="device 'cuda' requested"):
         train(small_net(), DATA, config(device="cuda"), tmp_path)
+
+
+def test_grayscale_28x28_images_train_with_augmentation(tmp_path):
+    """Fashion-MNIST's shape (1×28×28) goes through the same normalization and crop."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (80, 1, 28, 28), dtype=torch.uint8, generator=gen)
+    y = torch.randint(0, 10, (80,), generator=gen)
+    data = Dataset("fashion-mnist", [str(i) for i in range(10)], x[:64], y[:64], x[64:], y[64:])
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    result = train(model, data, config(epochs=1, batch_size=16), tmp_path)
+    assert len(result.history) == 1 and 0 <= result.test_accuracy <= 1

@@ -273,6 +273,131 @@ def verify(
     raise typer.Exit(0 if result.ok else 1)
 
 
+# --- train: the spec's model on real data, briefly, to show it learns ----------------------
+
+class DatasetName(str, Enum):
+    cifar10 = "cifar10"
+    fashion_mnist = "fashion-mnist"
+    synthetic = "synthetic"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class Schedule(str, Enum):
+    onecycle = "onecycle"
+    cosine = "cosine"
+    none = "none"
+
+
+@app.command()
+def train(
+    dataset: Annotated[DatasetName, typer.Argument(
+        help="cifar10, fashion-mnist, or synthetic (a built-in learnable set, for demos).")],
+    spec: Annotated[Optional[str], typer.Option(
+        "--spec", help="The network (default: cifar-cnn for CIFAR-10, fashion-cnn for "
+        "Fashion-MNIST).")] = None,
+    variant: VariantOpt = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="One bounded pass that ends with a verdict; heavier specs get fewer "
+        "steps.")] = False,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="[default: 10]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, help="[default: 64]")] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(
+        "--optimizer", help="[default: adam]")] = None,
+    lr: Annotated[Optional[float], typer.Option(
+        "--lr", help="Learning rate; the peak of a schedule. [default: 3e-3]")] = None,
+    momentum: Annotated[Optional[float], typer.Option(
+        "--momentum", help="SGD momentum. [default: 0.9]")] = None,
+    nesterov: Annotated[Optional[bool], typer.Option(
+        "--nesterov/--no-nesterov", help="SGD with Nesterov momentum. [default: on]")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(
+        "--weight-decay", help="[default: 0]")] = None,
+    schedule: Annotated[Optional[Schedule], typer.Option(
+        "--schedule", help="Learning-rate schedule. [default: onecycle]")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(
+        "--label-smoothing", help="[default: 0]")] = None,
+    augment: Annotated[Optional[bool], typer.Option(
+        "--augment/--no-augment", help="Random crops (4-pixel padding) and horizontal flips. "
+        "[default: on, off with --quick]")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", help="Makes a CPU run repeat exactly. [default: 0]")] = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto (CUDA when available), cpu or cuda.")] = "auto",
+    compile: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model (worth it on CUDA).")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        "--data-dir", help="Where the data set's files are (else $ARCHCALC_DATA, else the "
+        "user cache folder).")] = None,
+    download: Annotated[bool, typer.Option(
+        "--download", help="Fetch CIFAR-10 over HTTPS and check its published MD5.")] = False,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="The run's folder (default: a new one under runs/).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue the interrupted run in this folder, exactly.")] = None,
+) -> None:
+    """Train the network of a spec briefly on real data and say whether it learns.
+
+    Example: archcalc train --quick cifar10
+    """
+    chosen = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
+              "nesterov": nesterov, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
+              "augment": augment, "seed": seed,
+              "optimizer": optimizer.value if optimizer else None,
+              "schedule": schedule.value if schedule else None}
+    with user_errors():
+        from . import runs
+        if resume is not None:
+            given = [k for k, v in chosen.items() if v is not None]
+            if given or spec or variant or quick or out:
+                raise ArchcalcError(f"--resume continues a run with its own settings; drop "
+                                    f"{', '.join('--' + k.replace('_', '-') for k in given) or 'the other options'}")
+            job = runs.resume_job(resume, dataset.value, device, compile, data_dir)
+        else:
+            job = runs.new_job(dataset.value, spec, variant, quick, chosen, device, compile,
+                                   data_dir, download, out)
+        _train_on_screen(job)
+
+
+def _train_on_screen(job) -> None:
+    """Run ``job`` with a progress bar, an epoch line each epoch and the result at the end."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeRemainingColumn)
+    from .train import TrainingInterrupted
+    out = console()
+    out.print(job.header(), highlight=False)
+    for note in job.notes:
+        out.print(note, style="yellow", highlight=False)
+    columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[stats]}"), TimeRemainingColumn())
+    with Progress(*columns, console=out, transient=True) as progress:
+        task = progress.add_task("train", total=None, epoch="", stats="")
+
+        def on_step(info):
+            progress.update(task, completed=info.step, total=info.steps,
+                            epoch=f"{info.epoch}/{info.epochs}",
+                            stats=f"loss {info.loss:.3f} · acc {info.accuracy:.1%} · "
+                                  f"{info.images_per_second:,.0f} img/s")
+
+        def on_epoch(record):
+            progress.console.print(job.epoch_line(record), highlight=False)
+
+        try:
+            result = job.run(on_step, on_epoch)
+        except TrainingInterrupted as stop:
+            progress.stop()
+            typer.echo(f"interrupted: checkpoint saved in {stop.out_dir}; continue with: "
+                       f"archcalc train {job.dataset.name} --resume {stop.out_dir}", err=True)
+            raise typer.Exit(130)
+    for line in job.result_lines(result):
+        out.print(line, highlight=False, style="bold" if line.startswith(("✓", "✗")) else "")
+    verdict = job.verdict(result)
+    raise typer.Exit(0 if verdict is None or verdict.learned else 1)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"archcalc {__version__}")

@@ -2,8 +2,8 @@
 
     python benchmarks/train_throughput.py [--steps 30] [--batch-size 64] [--rounds 8]
 
-Both train the CIFAR-10 CNN from ../shared/reference/cifar-models.md §1 (written out here as a
-plain nn.Module until the spec builder exists) from the same initial weights, on the same images
+Both train the CIFAR-10 CNN from ../shared/reference/cifar-models.md §1, built from
+specs/cifar-cnn.yaml as `archcalc train` builds it, from the same initial weights, on the same images
 (real CIFAR-10 when the loader finds it, else the synthetic set), with the same batch size,
 Adam and channels_last memory format (as the engine uses), for the same number of steps.
 
@@ -23,21 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archcalc import build_model
 from archcalc.datasets import Dataset, load_dataset, make_synthetic
 from archcalc.errors import DataError
 from archcalc.train import TrainConfig, train
-
-
-def notes_cnn() -> nn.Module:
-    """1,252,266 parameters, and 1,408 BatchNorm running statistics as buffers (Keras: 1,253,674)."""
-    def conv(cin: int, cout: int, padding: str) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=padding), nn.BatchNorm2d(cout), nn.ReLU()]
-
-    return nn.Sequential(
-        *conv(3, 32, "same"), *conv(32, 32, "valid"), nn.MaxPool2d(2), nn.Dropout(0.25),
-        *conv(32, 64, "same"), *conv(64, 64, "valid"), nn.MaxPool2d(2), nn.Dropout(0.25),
-        nn.Flatten(), nn.Linear(2304, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(512, 10))
 
 
 def hand_loop(model: nn.Module, data: Dataset, steps: int, batch_size: int) -> float:
@@ -64,8 +53,9 @@ def engine(model: nn.Module, data: Dataset, steps: int, batch_size: int) -> floa
 
 
 def fresh_model() -> nn.Module:
+    """The notes' CNN as `archcalc train` builds it from specs/cifar-cnn.yaml (logits mode)."""
     torch.manual_seed(0)
-    return notes_cnn()
+    return build_model("cifar-cnn", logits=True)
 
 
 def main() -> None:

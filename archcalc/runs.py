@@ -1,0 +1,262 @@
+"""A training run as `archcalc train` sets it up around the engine (:mod:`archcalc.train`):
+which spec suits which data, whether they fit, how much work ``--quick`` allows, where the
+run's files go, what ``--resume`` needs to rebuild, and the verdict at the end."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+from .errors import ArchcalcError, Position
+from .files import write_atomic
+
+DEFAULT_SPEC = {"cifar10": "cifar-cnn", "fashion-mnist": "fashion-cnn", "synthetic": "cifar-cnn"}
+RUN_FILE = "run.json"
+# --quick allows about this much training work (multiply-adds, forward and backward counted as
+# 3 × forward): one pass of the notes' CIFAR-10 CNN over 50,000 images is 3.1e12, about a
+# minute on two CPU cores. Heavier specs get fewer steps rather than a longer wait.
+QUICK_WORK = {"cpu": 3.5e12, "cuda": 3.5e14}
+
+
+@dataclass
+class RunInfo:
+    """What a run was made of, saved beside its checkpoint so ``--resume`` can rebuild it."""
+
+    spec: str
+    variant: Optional[str]
+    dataset: str
+    data_dir: Optional[str]
+    heads: bool
+
+    def save(self, out_dir: Path) -> None:
+        write_atomic(out_dir / RUN_FILE, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, out_dir: Path) -> "RunInfo":
+        path = Path(out_dir) / RUN_FILE
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise ArchcalcError("not a run folder of archcalc train (no run.json)",
+                                Position(str(out_dir))) from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise ArchcalcError(f"cannot read the run's description: {exc}",
+                                Position(str(path))) from None
+
+
+def default_spec(dataset: str) -> str:
+    return DEFAULT_SPEC.get(dataset, "cifar-cnn")
+
+
+def output_classes(shape: Tuple[int, ...]) -> Optional[int]:
+    """The number of classes a model's output shape scores, if it is a class-score vector."""
+    if len(shape) == 1 or (len(shape) == 3 and shape[1:] == (1, 1)):
+        return shape[0]
+    return None
+
+
+def check_fit(spec_name: str, input_shape, output_shape, dataset) -> None:
+    """The spec must take the data set's images and score its classes; say both when not."""
+    classes = output_classes(output_shape)
+    if tuple(input_shape) == tuple(dataset.input_shape) and classes == dataset.num_classes:
+        return
+    got = f"{classes} classes" if classes else f"an output of {'×'.join(map(str, output_shape))}"
+    raise ArchcalcError(
+        f"spec '{spec_name}' takes {'×'.join(map(str, input_shape))} images and gives {got}; "
+        f"data set '{dataset.name}' has {'×'.join(map(str, dataset.input_shape))} images in "
+        f"{dataset.num_classes} classes")
+
+
+@dataclass
+class QuickPlan:
+    max_steps: Optional[int]        # per epoch; None: the whole training set
+    max_test_images: Optional[int]  # None: the whole test set
+    note: Optional[str]             # what was capped and why, for the screen
+
+
+def quick_plan(macs: int, n_train: int, n_test: int, batch_size: int, device: str) -> QuickPlan:
+    """One pass over the training set when it fits the quick budget, else as many steps as do."""
+    budget = QUICK_WORK["cuda" if device == "cuda" else "cpu"]
+    if 3 * macs * n_train <= 1.2 * budget:
+        return QuickPlan(None, None, None)
+    steps = max(10, int(budget / (3 * macs * batch_size)))
+    tests = min(n_test, max(500, int(budget / 3 / macs)))
+    note = (f"--quick on {device}: {macs / 1e6:,.0f}M multiply-adds per image is too much for a "
+            f"whole pass, so training stops after {steps} steps ({steps * batch_size:,} images) "
+            f"and testing uses {tests:,} of {n_test:,} images")
+    return QuickPlan(steps, tests, note)
+
+
+def new_run_dir(spec_stem: str, root: Path = Path("runs")) -> Path:
+    """``runs/<spec>-<date>-<time>``, numbered if two runs start in the same second."""
+    base = root / f"{spec_stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = Path(f"{base}-{n}")
+    return path
+
+
+@dataclass
+class Verdict:
+    learned: bool
+    text: str
+
+
+def verdict(first_loss: float, test_loss: float, test_accuracy: float, num_classes: int,
+            n_test: int) -> Verdict:
+    """Did it learn? The loss must fall and accuracy beat chance by more than noise (3 σ of a
+    guesser's accuracy on this many test images)."""
+    chance = 1 / num_classes
+    margin = 3 * math.sqrt(chance * (1 - chance) / n_test)
+    fell = test_loss < first_loss
+    beat = test_accuracy > chance + margin
+    mark = "✓ it learns" if fell and beat else "✗ it did not learn"
+    text = (f"{mark}: loss {first_loss:.2f} → {test_loss:.2f} ({'fell' if fell else 'did not fall'}), "
+            f"test accuracy {test_accuracy:.1%} against {chance:.1%} by chance "
+            f"({'beats' if beat else 'does not beat'} it by more than noise on {n_test:,} images)")
+    return Verdict(fell and beat, text)
+
+
+# --- a run put together: spec, data, model, configuration, folder ---------------------------
+
+@dataclass
+class Job:
+    """Everything one `archcalc train` invocation trains, and the text it shows about it.
+    Building one imports torch; nothing here prints."""
+
+    info: RunInfo
+    spec_name: str
+    dataset: "object"               # archcalc.datasets.Dataset
+    model: "object"                 # torch.nn.Module returning logits
+    config: "object"                # archcalc.train.TrainConfig
+    out_dir: Path
+    resume: bool
+    params: int
+    macs: int
+    quick: bool
+    notes: list
+    first_loss: Optional[float] = None
+
+    def run(self, on_step=None, on_epoch=None):
+        from .train import train
+
+        def step(info):
+            if self.first_loss is None:
+                self.first_loss = info.loss      # the first batch's loss, before any update
+            if on_step:
+                on_step(info)
+        return train(self.model, self.dataset, self.config, self.out_dir,
+                     head_weights=getattr(self.model, "loss_weights", None) or None,
+                     on_step=step, on_epoch=on_epoch, resume=self.resume)
+
+    def header(self) -> str:
+        data = self.dataset
+        kind = "SYNTHETIC data (built in; not a real data set)" if data.synthetic else \
+            f"{data.name}"
+        action = "continuing" if self.resume else "training"
+        return (f"{action} {self.spec_name} ({self.params:,} params, {self.macs:,} MACs per "
+                f"image) on {kind}: {len(data.train_y):,} training and {len(data.test_y):,} test "
+                f"images · {self.config.epochs} epoch{'s' * (self.config.epochs != 1)} · "
+                f"{self.config.optimizer} lr {self.config.lr:g} · batch {self.config.batch_size}"
+                f" · {self.config.schedule} schedule · augment {'on' if self.config.augment else 'off'}"
+                f" → {self.out_dir}")
+
+    @staticmethod
+    def epoch_line(r) -> str:
+        return (f"epoch {r.epoch}: train loss {r.train_loss:.4f} acc {r.train_accuracy:.2%} · "
+                f"test loss {r.test_loss:.4f} acc {r.test_accuracy:.2%} · {r.seconds:.0f} s · "
+                f"{r.images_per_second:,.0f} images/s")
+
+    def verdict(self, result) -> Optional[Verdict]:
+        if not self.quick:
+            return None
+        n_test = min(len(self.dataset.test_y), self.config.max_test_images or len(self.dataset.test_y))
+        first = self.first_loss if self.first_loss is not None else math.log(self.dataset.num_classes)
+        return verdict(first, result.test_loss, result.test_accuracy, self.dataset.num_classes, n_test)
+
+    def result_lines(self, result) -> list:
+        seconds = sum(r.seconds for r in result.history)
+        images = sum(r.images_per_second * r.seconds for r in result.history)
+        data = "synthetic data" if self.dataset.synthetic else self.dataset.name
+        lines = [f"test accuracy {result.test_accuracy:.2%} on {data} after "
+                 f"{len(result.history)} epoch{'s' * (len(result.history) != 1)} · training "
+                 f"{seconds:,.0f} s at {images / max(seconds, 1e-9):,.0f} images/s on {result.device}"
+                 f" · {self.spec_name}: {self.params:,} params, {self.macs:,} MACs per image"]
+        v = self.verdict(result)
+        if v is not None:
+            lines.append(v.text)
+        lines.append(f"run folder: {self.out_dir} (metrics.csv, metrics.json, config.json, "
+                     "checkpoint.pt, model.pt)")
+        return lines
+
+
+def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quick: bool,
+            chosen: dict, device: str, compile: bool, data_dir, download: bool, out) -> Job:
+    from dataclasses import replace
+
+    from .datasets import load_dataset
+    from .files import resolve_spec
+    from .train import TrainConfig, resolve_device
+
+    path = resolve_spec(spec or default_spec(dataset_name))
+    values = {k: v for k, v in chosen.items() if v is not None}
+    values.setdefault("epochs", 1 if quick else 10)
+    values.setdefault("augment", not quick)     # one pass learns faster from the plain images
+    config = TrainConfig(device=device, compile=compile, **values)
+    out_dir = Path(out) if out else new_run_dir(Path(path).stem)
+    if (out_dir / RUN_FILE).exists() or (out_dir / "checkpoint.pt").exists():
+        raise ArchcalcError("this folder already holds a run; continue it with --resume, or "
+                            "choose another --out", Position(str(out_dir)))
+    dataset = load_dataset(dataset_name, data_dir, download)
+    info = RunInfo(str(Path(path).resolve()), variant, dataset_name,
+                   str(data_dir) if data_dir else None, heads=False)
+    job = _assemble(info, dataset, config, out_dir, resume=False, quick=quick)
+    notes = []
+    if quick:
+        plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y), config.batch_size,
+                          resolve_device(device).type)
+        job.config = replace(config, max_steps_per_epoch=plan.max_steps,
+                             max_test_images=plan.max_test_images)
+        notes += [plan.note] if plan.note else []
+    job.notes = notes
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job.info.save(out_dir)
+    return job
+
+
+def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, data_dir) -> Job:
+    from dataclasses import replace
+
+    from .datasets import load_dataset
+    from .train import load_config
+
+    info = RunInfo.load(out_dir)
+    if info.dataset != dataset_name:
+        raise ArchcalcError(f"this run trained on {info.dataset}, not {dataset_name}",
+                            Position(str(out_dir)))
+    config = replace(load_config(out_dir), device=device, compile=compile)
+    dataset = load_dataset(dataset_name, data_dir or info.data_dir)
+    quick = config.max_steps_per_epoch is not None or config.epochs == 1
+    return _assemble(info, dataset, config, Path(out_dir), resume=True, quick=quick)
+
+
+def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool, quick: bool) -> Job:
+    """Build the spec's model (seeded, in logits mode, heads on when the spec has them) and
+    check that it fits the data."""
+    import torch
+
+    from . import analysis
+    from .torch_build import build_module, load_graph
+
+    graph = load_graph(info.spec, info.variant, None)
+    check_fit(Path(info.spec).stem, graph.input_shape, graph.rows[-1].out_shape, dataset)
+    info.heads = bool(graph.heads)
+    torch.manual_seed(config.seed)      # the initial weights repeat with the seed too
+    model = build_module(graph, heads=info.heads, logits=True)
+    totals = analysis.analyze(graph).totals
+    return Job(info, Path(info.spec).stem, dataset, model, config, out_dir, resume,
+               totals.params, totals.macs, quick, [])

@@ -1,0 +1,105 @@
+"""`archcalc train` as a user runs it, on the built-in synthetic set (seconds, no files)."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from archcalc import runs
+from archcalc.cli import app
+
+runner = CliRunner()
+
+
+def train(*args):
+    return runner.invoke(app, ["train", *args])
+
+
+def test_quick_synthetic_run_says_it_learns_and_names_the_data(tmp_path):
+    out = tmp_path / "run"
+    result = train("--quick", "synthetic", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC data" in result.stdout
+    assert "✓ it learns" in result.stdout
+    assert "1,252,266 params, 20,741,120 MACs per image" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "synthetic" and metrics["synthetic"] is True
+    assert 0.9 <= metrics["test_accuracy"] <= 1.0 and len(metrics["epochs"]) == 1
+    assert {p.name for p in out.iterdir()} == {"run.json", "config.json", "metrics.csv",
+                                               "metrics.json", "checkpoint.pt", "model.pt"}
+    assert json.loads((out / "run.json").read_text())["dataset"] == "synthetic"
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    assert train("synthetic", "--epochs", "2", "--no-augment", "--out", str(straight)).exit_code == 0
+
+    stopped = tmp_path / "stopped"
+
+    def ctrl_c_after_first_epoch(record):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs.Job, "epoch_line", staticmethod(ctrl_c_after_first_epoch))
+        result = train("synthetic", "--epochs", "2", "--no-augment", "--out", str(stopped))
+    assert result.exit_code == 130
+    assert f"archcalc train synthetic --resume {stopped}" in result.stderr
+
+    result = train("synthetic", "--resume", str(stopped))
+    assert result.exit_code == 0, result.output
+    assert "continuing cifar-cnn" in result.stdout
+    a = json.loads((straight / "metrics.json").read_text())
+    b = json.loads((stopped / "metrics.json").read_text())
+    assert [e["test_accuracy"] for e in a["epochs"]] == [e["test_accuracy"] for e in b["epochs"]]
+    assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
+
+
+def test_spec_that_does_not_fit_the_data_names_both(tmp_path):
+    result = train("synthetic", "--spec", "fashion-cnn", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("spec 'fashion-cnn' takes 1×28×28 images and gives 10 "
+                                     "classes; data set 'synthetic' has 3×32×32 images in 10 "
+                                     "classes")
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_refuses_new_settings(tmp_path):
+    result = train("synthetic", "--resume", str(tmp_path), "--epochs", "3")
+    assert result.exit_code == 2
+    assert "--resume continues a run with its own settings; drop --epochs" in result.stderr
+
+
+def test_resume_of_a_folder_that_is_no_run(tmp_path):
+    result = train("synthetic", "--resume", str(tmp_path))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{tmp_path}: not a run folder of archcalc train (no run.json)"
+
+
+def test_a_finished_run_is_never_overwritten(tmp_path):
+    (tmp_path / "run.json").write_text("{}")
+    result = train("--quick", "synthetic", "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert "already holds a run" in result.stderr
+    assert (tmp_path / "run.json").read_text() == "{}"
+
+
+def test_missing_cifar10_says_where_it_looked_and_how_to_provide_it(tmp_path):
+    result = train("--quick", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1
+    assert str(tmp_path) in message
+    for way in ("--data-dir", "ARCHCALC_DATA", "--download"):
+        assert way in message
+
+
+@pytest.mark.parametrize("macs,expected_steps", [(20_741_120, None), (1_447_241_728, 12)])
+def test_quick_caps_heavy_specs_only(macs, expected_steps):
+    plan = runs.quick_plan(macs, 50_000, 10_000, 64, "cpu")
+    assert plan.max_steps == expected_steps
+    assert (plan.note is None) == (expected_steps is None)
+
+
+def test_verdict_needs_more_than_noise():
+    assert runs.verdict(2.3, 1.0, 0.65, 10, 10_000).learned
+    assert not runs.verdict(2.3, 2.2, 0.11, 10, 500).learned    # within 3 σ of a guess
+    assert not runs.verdict(2.3, 2.4, 0.5, 10, 500).learned     # loss rose

@@ -200,7 +200,8 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
 
     from .datasets import load_dataset
     from .files import resolve_spec
-    from .train import TrainConfig, resolve_device
+    from .devices import resolve_device
+    from .train import TrainConfig
 
     path = resolve_spec(spec or default_spec(dataset_name))
     values = {k: v for k, v in chosen.items() if v is not None}
@@ -218,7 +219,7 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
     notes = []
     if quick:
         plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y), config.batch_size,
-                          resolve_device(device).type)
+                          resolve_device(device)[0].type)
         job.config = replace(config, max_steps_per_epoch=plan.max_steps,
                              max_test_images=plan.max_test_images)
         notes += [plan.note] if plan.note else []

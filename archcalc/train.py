@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from archcalc.datasets import BatchTransform, Dataset, channel_stats
+from archcalc.devices import resolve_device
 from archcalc.errors import ArchcalcError
 from archcalc.files import write_atomic
 
@@ -164,15 +165,6 @@ def load_config(out_dir: Union[str, Path]) -> TrainConfig:
         raise ArchcalcError(f"{path}: cannot read the run's configuration: {exc}") from exc
 
 
-def resolve_device(choice: str) -> torch.device:
-    """``auto`` means CUDA when available; asking for CUDA without it is an error, not a fallback."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ArchcalcError("device 'cuda' requested, but PyTorch sees no CUDA device")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
-
-
 def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, out_dir: Union[str, Path], *,
           head_weights: Optional[dict[str, float]] = None,
           on_step: Optional[Callable[[StepInfo], None]] = None,
@@ -187,7 +179,7 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, out_dir
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(model, dataset, config, resolve_device(config.device), head_weights or {})
+    run = _Run(model, dataset, config, resolve_device(config.device)[0], head_weights or {})
     if resume:
         run.load_state_dict(_read_checkpoint(out_dir / "checkpoint.pt", config))
     else:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .errors import ArchcalcError, Position
+from .devices import resolve_device
 from .graph import Layer
 from .report import Column, Table
 from .torch_build import SpecLike, build_module, layer_modules, load_graph
@@ -134,33 +135,6 @@ def _plain(value):
 
 
 # --- running the checks --------------------------------------------------------------------
-
-def resolve_device(name: str) -> Tuple[torch.device, str]:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; and a note
-    saying how the device was chosen."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device()), "auto; CUDA is available"
-        return torch.device("cpu"), "auto; CUDA is not available"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ArchcalcError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N",
-                            Position("--device")) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ArchcalcError("CUDA is not available here; use --device cpu or auto",
-                            Position("--device"))
-    if device.type not in ("cpu", "cuda"):
-        raise ArchcalcError(f"device '{name}' is not supported; use auto, cpu, cuda or cuda:N",
-                            Position("--device"))
-    if device.type == "cuda" and device.index is not None and \
-            device.index >= torch.cuda.device_count():
-        raise ArchcalcError(f"no device '{name}': {torch.cuda.device_count()} CUDA device(s)",
-                            Position("--device"))
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device, "as asked"
-
 
 def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: bool = False,
            device: str = "auto", batch: int = 1, seed: int = 0) -> Verification:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -74,20 +74,28 @@ def check_fit(spec_name: str, input_shape, output_shape, dataset) -> None:
 class QuickPlan:
     max_steps: Optional[int]        # per epoch; None: the whole training set
     max_test_images: Optional[int]  # None: the whole test set
+    batch_size: int
     note: Optional[str]             # what was capped and why, for the screen
 
 
-def quick_plan(macs: int, n_train: int, n_test: int, batch_size: int, device: str) -> QuickPlan:
-    """One pass over the training set when it fits the quick budget, else as many steps as do."""
+CAPPED_BATCH = 16   # a capped run learns more from many small steps than from a few large ones
+
+
+def quick_plan(macs: int, n_train: int, n_test: int, batch_size: Optional[int],
+               device: str) -> QuickPlan:
+    """One pass over the training set when it fits the quick budget, else as many steps as do
+    (of CAPPED_BATCH images, unless the user chose a batch size)."""
     budget = QUICK_WORK["cuda" if device == "cuda" else "cpu"]
     if 3 * macs * n_train <= 1.2 * budget:
-        return QuickPlan(None, None, None)
+        return QuickPlan(None, None, batch_size or 64, None)
+    batch_size = batch_size or CAPPED_BATCH
     steps = max(10, int(budget / (3 * macs * batch_size)))
     tests = min(n_test, max(500, int(budget / 3 / macs)))
     note = (f"--quick on {device}: {macs / 1e6:,.0f}M multiply-adds per image is too much for a "
-            f"whole pass, so training stops after {steps} steps ({steps * batch_size:,} images) "
+            f"whole pass, so training stops after {steps} steps of {batch_size} ({steps * batch_size:,} "
+            f"images) "
             f"and testing uses {tests:,} of {n_test:,} images")
-    return QuickPlan(steps, tests, note)
+    return QuickPlan(steps, tests, batch_size, note)
 
 
 def new_run_dir(spec_stem: str, root: Path = Path("runs")) -> Path:
@@ -106,19 +114,47 @@ class Verdict:
     text: str
 
 
-def verdict(first_loss: float, test_loss: float, test_accuracy: float, num_classes: int,
+def verdict(first_loss: float, last_loss: float, test_accuracy: float, num_classes: int,
             n_test: int) -> Verdict:
-    """Did it learn? The loss must fall and accuracy beat chance by more than noise (3 σ of a
-    guesser's accuracy on this many test images)."""
+    """Did it learn? The training loss must fall (first batch against the last steps) and test
+    accuracy beat chance by more than noise (3 σ of a guesser's accuracy on ``n_test`` images)."""
     chance = 1 / num_classes
     margin = 3 * math.sqrt(chance * (1 - chance) / n_test)
-    fell = test_loss < first_loss
+    fell = last_loss < first_loss
     beat = test_accuracy > chance + margin
     mark = "✓ it learns" if fell and beat else "✗ it did not learn"
-    text = (f"{mark}: loss {first_loss:.2f} → {test_loss:.2f} ({'fell' if fell else 'did not fall'}), "
-            f"test accuracy {test_accuracy:.1%} against {chance:.1%} by chance "
-            f"({'beats' if beat else 'does not beat'} it by more than noise on {n_test:,} images)")
+    text = (f"{mark}: training loss {first_loss:.2f} (first batch) → {last_loss:.2f} (last steps)"
+            f", {'fell' if fell else 'did not fall'}; test accuracy {test_accuracy:.1%} against "
+            f"{chance:.1%} by chance ({'beats' if beat else 'does not beat'} it by more than "
+            f"noise on {n_test:,} images)")
     return Verdict(fell and beat, text)
+
+
+class LossTrend:
+    """The training loss at the start and over the latest steps, from the engine's progress
+    reports (running means of the epoch, refreshed every few steps)."""
+
+    def __init__(self):
+        self.first: Optional[float] = None
+        self.marks: list = []       # (epoch, step, running mean) at each refresh
+
+    def add(self, info) -> None:
+        if self.first is None:
+            self.first = info.loss  # the first batch's loss, before any update
+        if not self.marks or (info.epoch, info.loss) != (self.marks[-1][0], self.marks[-1][2]):
+            self.marks.append((info.epoch, info.step, info.loss))
+
+    @property
+    def last(self) -> Optional[float]:
+        """Mean loss between the last two refreshes of the last epoch (or its running mean)."""
+        if not self.marks:
+            return None
+        epoch, step, mean = self.marks[-1]
+        before = [m for m in self.marks[:-1] if m[0] == epoch]
+        if not before:
+            return mean
+        _, step0, mean0 = before[-1]
+        return (mean * step - mean0 * step0) / (step - step0)
 
 
 # --- a run put together: spec, data, model, configuration, folder ---------------------------
@@ -139,14 +175,13 @@ class Job:
     macs: int
     quick: bool
     notes: list
-    first_loss: Optional[float] = None
+    trend: LossTrend = field(default_factory=LossTrend)
 
     def run(self, on_step=None, on_epoch=None):
         from .train import train
 
         def step(info):
-            if self.first_loss is None:
-                self.first_loss = info.loss      # the first batch's loss, before any update
+            self.trend.add(info)
             if on_step:
                 on_step(info)
         return train(self.model, self.dataset, self.config, self.out_dir,
@@ -172,11 +207,12 @@ class Job:
                 f"{r.images_per_second:,.0f} images/s")
 
     def verdict(self, result) -> Optional[Verdict]:
-        if not self.quick:
+        """For quick runs that trained in this process (a resumed run lacks its first steps)."""
+        if not self.quick or self.trend.first is None:
             return None
         n_test = min(len(self.dataset.test_y), self.config.max_test_images or len(self.dataset.test_y))
-        first = self.first_loss if self.first_loss is not None else math.log(self.dataset.num_classes)
-        return verdict(first, result.test_loss, result.test_accuracy, self.dataset.num_classes, n_test)
+        return verdict(self.trend.first, self.trend.last, result.test_accuracy,
+                       self.dataset.num_classes, n_test)
 
     def result_lines(self, result) -> list:
         seconds = sum(r.seconds for r in result.history)
@@ -218,10 +254,10 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
     job = _assemble(info, dataset, config, out_dir, resume=False, quick=quick)
     notes = []
     if quick:
-        plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y), config.batch_size,
-                          resolve_device(device)[0].type)
+        plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y),
+                          chosen.get("batch_size"), resolve_device(device)[0].type)
         job.config = replace(config, max_steps_per_epoch=plan.max_steps,
-                             max_test_images=plan.max_test_images)
+                             max_test_images=plan.max_test_images, batch_size=plan.batch_size)
         notes += [plan.note] if plan.note else []
     job.notes = notes
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     max_steps_per_epoch: Optional[int] = None  # caps each epoch, for quick runs
-    max_test_images: Optional[int] = None      # evaluates on the first N test images only
+    max_test_images: Optional[int] = None      # evaluates on N test images spread over the set
     compile: bool = False                      # torch.compile the model
 
     def __post_init__(self) -> None:
@@ -217,8 +217,9 @@ class _Run:
         self.memory_format = torch.channels_last
         model.to(device, memory_format=self.memory_format)
         self.forward = torch.compile(model) if config.compile else model
+        test_x, test_y = _test_subset(dataset, config.max_test_images)
         self.train_x, self.train_y, self.test_x, self.test_y = (
-            _to_device(t, device) for t in (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y))
+            _to_device(t, device) for t in (dataset.train_x, dataset.train_y, test_x, test_y))
         mean, std = (s.to(device) for s in channel_stats(dataset.train_x))
         self.train_transform = BatchTransform(mean, std, augment=config.augment)
         self.test_transform = BatchTransform(mean, std, augment=False)
@@ -307,7 +308,7 @@ class _Run:
     def evaluate(self, stop_requested: Callable[[], bool] = lambda: False) -> tuple[float, float]:
         """Mean cross-entropy and accuracy of the main output over the (capped) test set."""
         self.model.eval()
-        count = min(len(self.test_y), self.config.max_test_images or len(self.test_y))
+        count = len(self.test_y)
         batch = max(self.config.batch_size, 256)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -356,6 +357,16 @@ class _Run:
         if self.cuda and state["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.history = [EpochRecord(**r) for r in state["history"]]
+
+
+def _test_subset(dataset: Dataset, limit: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test set, or ``limit`` images evenly spaced over it: test files may be sorted by
+    class (the rebuilt CIFAR-10 is), so its first N images would all be airplanes."""
+    count = len(dataset.test_y)
+    if not limit or limit >= count:
+        return dataset.test_x, dataset.test_y
+    index = torch.arange(limit) * count // limit
+    return dataset.test_x[index], dataset.test_y[index]
 
 
 def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -466,7 +477,7 @@ def _write_metrics(out_dir: Path, run: _Run) -> None:
         "dataset": run.dataset.name,
         "synthetic": run.dataset.synthetic,
         "device": str(run.device),
-        "test_images": min(len(run.test_y), run.config.max_test_images or len(run.test_y)),
+        "test_images": len(run.test_y),
         "test_accuracy": last.test_accuracy,
         "test_loss": last.test_loss,
         "epochs": records,

@@ -92,11 +92,25 @@ def test_missing_cifar10_says_where_it_looked_and_how_to_provide_it(tmp_path):
         assert way in message
 
 
-@pytest.mark.parametrize("macs,expected_steps", [(20_741_120, None), (1_447_241_728, 12)])
-def test_quick_caps_heavy_specs_only(macs, expected_steps):
-    plan = runs.quick_plan(macs, 50_000, 10_000, 64, "cpu")
-    assert plan.max_steps == expected_steps
-    assert (plan.note is None) == (expected_steps is None)
+@pytest.mark.parametrize("macs,batch,expected", [
+    (20_741_120, None, (None, 64)),                 # the notes' CNN: one whole pass
+    (1_447_241_728, None, (50, 16)),                # GoogLeNet for CIFAR: 3.5e12 / (3 × macs × 16)
+    (1_447_241_728, 64, (12, 64)),                  # a batch size the user chose is kept
+])
+def test_quick_caps_heavy_specs_only(macs, batch, expected):
+    plan = runs.quick_plan(macs, 50_000, 10_000, batch, "cpu")
+    assert (plan.max_steps, plan.batch_size) == expected
+    assert (plan.note is None) == (expected[0] is None)
+
+
+def test_loss_trend_reads_the_last_window_from_running_means():
+    from types import SimpleNamespace as Info
+    trend = runs.LossTrend()
+    # losses 2.3 on step 1, running mean 2.0 over steps 1-10, 1.5 over steps 1-20
+    for step, mean in [(1, 2.3)] + [(s, 2.3) for s in range(2, 10)] + [(10, 2.0), (15, 2.0), (20, 1.5)]:
+        trend.add(Info(epoch=1, step=step, loss=mean))
+    assert trend.first == 2.3
+    assert trend.last == (1.5 * 20 - 2.0 * 10) / 10     # steps 11-20 averaged 1.0
 
 
 def test_verdict_needs_more_than_noise():

@@ -92,9 +92,8 @@ def quick_plan(macs: int, n_train: int, n_test: int, batch_size: Optional[int],
     steps = max(10, int(budget / (3 * macs * batch_size)))
     tests = min(n_test, max(500, int(budget / 3 / macs)))
     note = (f"--quick on {device}: {macs / 1e6:,.0f}M multiply-adds per image is too much for a "
-            f"whole pass, so training stops after {steps} steps of {batch_size} ({steps * batch_size:,} "
-            f"images) "
-            f"and testing uses {tests:,} of {n_test:,} images")
+            f"whole pass, so training stops after {steps} steps of {batch_size} "
+            f"({steps * batch_size:,} images) and testing uses {tests:,} of {n_test:,} images")
     return QuickPlan(steps, tests, batch_size, note)
 
 

@@ -79,7 +79,10 @@ def main() -> None:
             print(f"  table, {n:>6,} layers           {sizes[n]:6.3f} s" +
                   ("   (target ≤ 2 s)" if n == 10_000 else ""))
         print(f"  10,000 / 1,000 layers          {sizes[10_000] / sizes[1_000]:6.1f} ×   "
-              "(10 × would be linear; start-up makes it less)")
+              "(start-up included)")
+        per = {n: (t - googlenet) / n * 1e6 for n, t in sizes.items()}
+        print(f"  per layer beyond start-up      {per[1_000]:6.0f} µs at 1,000, {per[10_000]:.0f} µs "
+              "at 10,000 (equal: linear)")
     try:
         out = subprocess.run([sys.executable, "-c", TORCH_PROBE], check=True,
                              capture_output=True, text=True).stdout.split()

@@ -58,6 +58,22 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2)
 
 
+def check_output(output: Optional[Path]) -> None:
+    """Before any work: an -o file that cannot be written is bad input, not a late surprise."""
+    if output is not None:
+        from .files import check_writable
+        check_writable(output)
+
+
+def input_shape(input: Optional[str]):
+    """The --input option as a shape, or None for the spec's own."""
+    if not input:
+        return None
+    from .errors import Position
+    from .spec import parse_input
+    return parse_input(input, Position("--input"))
+
+
 def emit(text: str, output: Optional[Path]) -> None:
     """Print ``text``, or write it whole to ``output`` and say so on stderr."""
     if output is None:
@@ -120,13 +136,10 @@ def gc_paused() -> Iterator[None]:
 def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
                 tolerance: float):
     from . import analysis, graph
-    from .errors import Position
     from .files import resolve_spec
-    from .spec import load, parse_input
-    path = resolve_spec(spec)
-    shape = parse_input(input, Position("--input")) if input else None
-    return analysis.analyze(graph.build(load(path), variant, shape), heads=heads,
-                            tolerance_pct=tolerance)
+    from .spec import load
+    return analysis.analyze(graph.build(load(resolve_spec(spec)), variant, input_shape(input)),
+                            heads=heads, tolerance_pct=tolerance)
 
 
 @app.command()
@@ -154,9 +167,7 @@ def table(
     """
     from . import report as render
     with user_errors(), gc_paused():
-        if output is not None:
-            from .files import check_writable
-            check_writable(output)
+        check_output(output)
         if plot is not None:
             from . import plot as plotting
             plotting.check_path(plot)
@@ -220,18 +231,11 @@ def compare(
     from . import compare as comparing
     from . import report as render
     with user_errors():
-        if output is not None:
-            from .files import check_writable
-            check_writable(output)
+        check_output(output)
         if plot is not None:
             from . import plot as plotting
             plotting.check_path(plot)
-        shape = None
-        if input:
-            from .errors import Position
-            from .spec import parse_input
-            shape = parse_input(input, Position("--input"))
-        result = comparing.run(a, b, spec, variant, shape)
+        result = comparing.run(a, b, spec, variant, input_shape(input))
         if plot is not None:
             write_plot(plotting.comparison_figure(result), plot)
         if format is Format.json:
@@ -270,9 +274,7 @@ def verify(
     import time
     start = time.perf_counter()
     with user_errors():
-        if output is not None:
-            from .files import check_writable
-            check_writable(output)
+        check_output(output)
         from . import verify as checks     # imports torch and fvcore
         result = checks.verify(spec, variant, input, heads=heads, device=device, batch=batch)
         if format is Format.json:

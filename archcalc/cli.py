@@ -266,8 +266,10 @@ def verify(
     format: FormatOpt = Format.table,
     output: OutputOpt = None,
 ) -> None:
-    """Build the PyTorch model and check every layer's shape, params and MACs against
-    PyTorch and fvcore. Exit 0 when all agree, 1 when anything disagrees.
+    """Build the PyTorch model and check every layer against PyTorch and fvcore.
+
+    Per layer: output shape, parameters, buffers and MACs; in total: fvcore's and
+    FlopCounterMode's counts. Exit 0 when all agree, 1 when anything disagrees.
 
     Example: archcalc verify specs/googlenet.yaml --variant naive --heads --device cpu
     """

@@ -268,9 +268,15 @@ def render_plain(table: Table, color: bool = False) -> str:
 
 
 def to_frame(table: Table, plain: bool = True):
+    """The table as a DataFrame of text: machine-readable numbers when ``plain`` (CSV), else
+    the cells as on screen, audit marks included (Markdown)."""
     import pandas as pd
-    rows = [[fmt_cell(v, c.kind, plain) for v, c in zip(row, table.columns)]
-            for row in table.rows]
+    if plain:
+        rows = [[fmt_cell(v, c.kind, True) for v, c in zip(row, table.columns)]
+                for row in table.rows]
+    else:
+        rows = [[_screen_cell(table, r, i)[0] for i in range(len(table.columns))]
+                for r in range(len(table.rows))]
     if table.footer:
         rows.append([fmt_cell(v, c.kind, plain) for v, c in zip(table.footer, table.columns)])
     return pd.DataFrame(rows, columns=[c.header for c in table.columns])

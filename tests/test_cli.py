@@ -133,3 +133,11 @@ def test_output_onto_a_folder_is_one_line(tmp_path):
     result = runner.invoke(app, ["table", "googlenet", "-o", str(tmp_path)])
     assert result.exit_code == 2
     assert result.stderr.strip() == f"{tmp_path}: cannot write the file: it is a folder"
+
+
+def test_markdown_marks_the_audit_as_the_screen_does():
+    out = run("table", "googlenet", "-f", "markdown")
+    conv1 = next(l for l in out.splitlines() if l.startswith("| conv1 "))
+    assert "+240.3% ✗" in conv1 and "+247.1% ✗" in conv1
+    row_3a = next(l for l in out.splitlines() if l.startswith("| 3a "))
+    assert "+0.3% ✓" in row_3a

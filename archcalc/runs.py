@@ -188,16 +188,15 @@ class Job:
                      on_step=step, on_epoch=on_epoch, resume=self.resume)
 
     def header(self) -> str:
-        data = self.dataset
-        kind = "SYNTHETIC data (built in; not a real data set)" if data.synthetic else \
-            f"{data.name}"
-        action = "continuing" if self.resume else "training"
-        return (f"{action} {self.spec_name} ({self.params:,} params, {self.macs:,} MACs per "
-                f"image) on {kind}: {len(data.train_y):,} training and {len(data.test_y):,} test "
-                f"images · {self.config.epochs} epoch{'s' * (self.config.epochs != 1)} · "
-                f"{self.config.optimizer} lr {self.config.lr:g} · batch {self.config.batch_size}"
-                f" · {self.config.schedule} schedule · augment {'on' if self.config.augment else 'off'}"
-                f" → {self.out_dir}")
+        data, c = self.dataset, self.config
+        kind = "SYNTHETIC data (built in; not a real data set)" if data.synthetic else data.name
+        rate = "constant rate" if c.schedule == "none" else f"{c.schedule} schedule"
+        settings = [f"{c.epochs} epoch{'s' * (c.epochs != 1)}", f"{c.optimizer} lr {c.lr:g}",
+                    f"batch {c.batch_size}", rate, f"augment {'on' if c.augment else 'off'}"]
+        return (f"{'continuing' if self.resume else 'training'} {self.spec_name} "
+                f"({self.params:,} params, {self.macs:,} MACs per image) on {kind}: "
+                f"{len(data.train_y):,} training and {len(data.test_y):,} test images · "
+                f"{' · '.join(settings)} → {self.out_dir}")
 
     @staticmethod
     def epoch_line(r) -> str:

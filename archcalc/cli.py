@@ -292,7 +292,7 @@ def verify(
 
 # --- train: the spec's model on real data, briefly, to show it learns ----------------------
 
-class DatasetName(str, Enum):
+class DatasetName(str, Enum):     # datasets.DATASET_NAMES, which the CLI cannot import cheaply
     cifar10 = "cifar10"
     fashion_mnist = "fashion-mnist"
     synthetic = "synthetic"

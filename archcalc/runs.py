@@ -30,6 +30,7 @@ class RunInfo:
     dataset: str
     data_dir: Optional[str]
     heads: bool
+    quick: bool = False
 
     def save(self, out_dir: Path) -> None:
         write_atomic(out_dir / RUN_FILE, json.dumps(asdict(self), indent=2) + "\n")
@@ -172,7 +173,6 @@ class Job:
     resume: bool
     params: int
     macs: int
-    quick: bool
     notes: list
     trend: LossTrend = field(default_factory=LossTrend)
 
@@ -205,8 +205,8 @@ class Job:
                 f"{r.images_per_second:,.0f} images/s")
 
     def verdict(self, result) -> Optional[Verdict]:
-        """For quick runs that trained in this process (a resumed run lacks its first steps)."""
-        if not self.quick or self.trend.first is None:
+        """For quick runs trained whole in this process: a resumed run lacks its first steps."""
+        if not self.info.quick or self.resume or self.trend.first is None:
             return None
         n_test = min(len(self.dataset.test_y), self.config.max_test_images or len(self.dataset.test_y))
         return verdict(self.trend.first, self.trend.last, result.test_accuracy,
@@ -248,8 +248,8 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
                             "choose another --out", Position(str(out_dir)))
     dataset = load_dataset(dataset_name, data_dir, download)
     info = RunInfo(str(Path(path).resolve()), variant, dataset_name,
-                   str(data_dir) if data_dir else None, heads=False)
-    job = _assemble(info, dataset, config, out_dir, resume=False, quick=quick)
+                   str(data_dir) if data_dir else None, heads=False, quick=quick)
+    job = _assemble(info, dataset, config, out_dir, resume=False)
     notes = []
     if quick:
         plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y),
@@ -275,11 +275,10 @@ def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, dat
                             Position(str(out_dir)))
     config = replace(load_config(out_dir), device=device, compile=compile)
     dataset = load_dataset(dataset_name, data_dir or info.data_dir)
-    quick = config.max_steps_per_epoch is not None or config.epochs == 1
-    return _assemble(info, dataset, config, Path(out_dir), resume=True, quick=quick)
+    return _assemble(info, dataset, config, Path(out_dir), resume=True)
 
 
-def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool, quick: bool) -> Job:
+def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Job:
     """Build the spec's model (seeded, in logits mode, heads on when the spec has them) and
     check that it fits the data."""
     import torch
@@ -294,4 +293,4 @@ def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool, quick
     model = build_module(graph, heads=info.heads, logits=True)
     totals = analysis.analyze(graph).totals
     return Job(info, Path(info.spec).stem, dataset, model, config, out_dir, resume,
-               totals.params, totals.macs, quick, [])
+               totals.params, totals.macs, [])

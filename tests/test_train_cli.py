@@ -117,3 +117,10 @@ def test_verdict_needs_more_than_noise():
     assert runs.verdict(2.3, 1.0, 0.65, 10, 10_000).learned
     assert not runs.verdict(2.3, 2.2, 0.11, 10, 500).learned    # within 3 σ of a guess
     assert not runs.verdict(2.3, 2.4, 0.5, 10, 500).learned     # loss rose
+
+
+def test_the_cli_offers_exactly_the_data_sets_the_loader_knows():
+    from archcalc.cli import DatasetName
+    from archcalc.datasets import DATASET_NAMES
+    assert [d.value for d in DatasetName] == list(DATASET_NAMES)
+    assert set(runs.DEFAULT_SPEC) == set(DATASET_NAMES)

@@ -10,6 +10,6 @@ __all__ = ["__version__", "build_model"]
 
 def __getattr__(name: str):
     if name == "build_model":
-        from .torch_build import build_model
+        from archcalc.pytorch.build import build_model
         return build_model
     raise AttributeError(f"module 'archcalc' has no attribute '{name}'")

@@ -1,3 +1,3 @@
-from .cli import app
+from archcalc.cli import app
 
 app(prog_name="archcalc")

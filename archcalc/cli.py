@@ -12,8 +12,8 @@ from typing import Iterator, Optional
 import typer
 from typing_extensions import Annotated
 
-from . import __version__
-from .errors import ArchcalcError
+from archcalc import __version__
+from archcalc.errors import ArchcalcError
 
 app = typer.Typer(
     help="Shapes, parameters and multiply-adds of convolutional networks written as YAML specs.",
@@ -61,7 +61,7 @@ def user_errors() -> Iterator[None]:
 def check_output(output: Optional[Path]) -> None:
     """Before any work: an -o file that cannot be written is bad input, not a late surprise."""
     if output is not None:
-        from .files import check_writable
+        from archcalc.files import check_writable
         check_writable(output)
 
 
@@ -69,8 +69,8 @@ def input_shape(input: Optional[str]):
     """The --input option as a shape, or None for the spec's own."""
     if not input:
         return None
-    from .errors import Position
-    from .spec import parse_input
+    from archcalc.errors import Position
+    from archcalc.core.spec import parse_input
     return parse_input(input, Position("--input"))
 
 
@@ -79,14 +79,14 @@ def emit(text: str, output: Optional[Path]) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    from .files import write_atomic
+    from archcalc.files import write_atomic
     write_atomic(output, text)
     typer.echo(f"wrote {output}", err=True)
 
 
 def emit_table(tab, format: Format, output: Optional[Path]) -> None:
     """A report.Table as CSV or Markdown, or as on screen (to a file without colour)."""
-    from . import report as render
+    from archcalc.views import table as render
     if format is Format.csv:
         emit(render.to_csv(tab), output)
     elif format is Format.markdown:
@@ -108,7 +108,7 @@ RICH_ROWS = 1_000   # rich lays out about 2,500 rows a second; longer tables go 
 
 def show(tab) -> None:
     """A table on screen: rich in a terminal, plain text when piped or very long."""
-    from .report import render_plain, to_rich
+    from archcalc.views.table import render_plain, to_rich
     if not sys.stdout.isatty() or len(tab.rows) > RICH_ROWS:
         sys.stdout.write(render_plain(tab, color=sys.stdout.isatty()))
         return
@@ -135,9 +135,10 @@ def gc_paused() -> Iterator[None]:
 
 def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
                 tolerance: float):
-    from . import analysis, graph
-    from .files import resolve_spec
-    from .spec import load
+    from archcalc.core import analysis
+    from archcalc.core import graph
+    from archcalc.files import resolve_spec
+    from archcalc.core.spec import load
     return analysis.analyze(graph.build(load(resolve_spec(spec)), variant, input_shape(input)),
                             heads=heads, tolerance_pct=tolerance)
 
@@ -165,27 +166,28 @@ def table(
 
     Example: archcalc table specs/googlenet.yaml --format markdown -o table1.md
     """
-    from . import report as render
+    from archcalc.views import report as view
+    from archcalc.views.table import to_json
     with user_errors(), gc_paused():
         check_output(output)
         if plot is not None:
-            from . import plot as plotting
+            from archcalc.views import plot as plotting
             plotting.check_path(plot)
         result = load_report(spec, variant, input, heads, tolerance)
         if plot is not None:
             write_plot(plotting.report_figure(result), plot)
         if format is Format.json:
-            emit(render.to_json(result.to_dict()), output)
+            emit(to_json(result.to_dict()), output)
         else:
-            emit_table(render.make_table(result, style.value, detail), format, output)
+            emit_table(view.make_table(result, style.value, detail), format, output)
 
 
 @app.command()
 def specs() -> None:
     """List the specs that ship with archcalc (usable by name, from any folder)."""
     from rich.table import Table as RichTable
-    from .files import bundled_specs
-    from .spec import load
+    from archcalc.files import bundled_specs
+    from archcalc.core.spec import load
     tab = RichTable("name", "network", "input", "description", box=None, title_justify="left")
     for path in bundled_specs():
         with user_errors():
@@ -228,25 +230,26 @@ def compare(
       archcalc compare naive reduced --plot inception.png
       archcalc compare specs/a.yaml specs/b.yaml -f markdown -o ab.md
     """
-    from . import compare as comparing
-    from . import report as render
+    from archcalc.core import compare as comparing
+    from archcalc.views import compare as view
+    from archcalc.views.table import to_json
     with user_errors():
         check_output(output)
         if plot is not None:
-            from . import plot as plotting
+            from archcalc.views import plot as plotting
             plotting.check_path(plot)
         result = comparing.run(a, b, spec, variant, input_shape(input))
         if plot is not None:
             write_plot(plotting.comparison_figure(result), plot)
         if format is Format.json:
-            emit(render.to_json(result.to_dict()), output)
+            emit(to_json(view.to_dict(result)), output)
         else:
-            emit_table(comparing.make_table(result), format, output)
+            emit_table(view.make_table(result), format, output)
 
 
 def write_plot(figure, path: Path) -> None:
     """Write a figure whole and say so on stderr, as emit() does for text."""
-    from .plot import write
+    from archcalc.views.plot import write
     write(figure, path)
     typer.echo(f"wrote {path}", err=True)
 
@@ -277,14 +280,15 @@ def verify(
     start = time.perf_counter()
     with user_errors():
         check_output(output)
-        from . import verify as checks     # imports torch and fvcore
+        from archcalc.pytorch import verify as checks     # imports torch and fvcore
+        from archcalc.views import verify as view
         result = checks.verify(spec, variant, input, heads=heads, device=device, batch=batch)
         if format is Format.json:
-            from .report import to_json
+            from archcalc.views.table import to_json
             emit(to_json(result.to_dict()), output)
         else:
-            emit_table(checks.to_table(result), format, output)
-    line = checks.summary_line(result, time.perf_counter() - start)
+            emit_table(view.to_table(result), format, output)
+    line = view.summary_line(result, time.perf_counter() - start)
     on_screen = format is Format.table and output is None
     typer.secho(line, err=not on_screen, fg="green" if result.ok else "red", bold=True)
     raise typer.Exit(0 if result.ok else 1)
@@ -366,7 +370,7 @@ def train(
               "optimizer": optimizer.value if optimizer else None,
               "schedule": schedule.value if schedule else None}
     with user_errors():
-        from . import runs
+        from archcalc.training import runs
         if resume is not None:
             given = [k for k, v in chosen.items() if v is not None]
             if given or spec or variant or quick or out:
@@ -383,7 +387,7 @@ def _train_on_screen(job) -> None:
     """Run ``job`` with a progress bar, an epoch line each epoch and the result at the end."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeRemainingColumn)
-    from .train import TrainingInterrupted
+    from archcalc.training.engine import TrainingInterrupted
     out = console()
     out.print(job.header(), highlight=False)
     for note in job.notes:

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import List, Union
 
-from .errors import ArchcalcError, Position, did_you_mean
+from archcalc.errors import ArchcalcError, Position, did_you_mean
 
 BUNDLED = Path(__file__).parent / "specs"
 

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from archcalc import build_model
-from archcalc.datasets import Dataset, load_dataset, make_synthetic
+from archcalc.training.datasets import Dataset, load_dataset, make_synthetic
 from archcalc.errors import DataError
-from archcalc.train import TrainConfig, train
+from archcalc.training.engine import TrainConfig, train
 
 
 def hand_loop(model: nn.Module, data: Dataset, steps: int, batch_size: int) -> float:

@@ -25,7 +25,7 @@ import time
 t0 = time.perf_counter()
 import torch
 t1 = time.perf_counter()
-import archcalc.cli, archcalc.verify
+import archcalc.cli, archcalc.pytorch.verify
 t2 = time.perf_counter()
 import fvcore.nn
 t3 = time.perf_counter()

@@ -1,5 +1,5 @@
 """The CIFAR-10 models of shared/reference/cifar-models.md, numbers typed in from there."""
-from archcalc import analysis, graph, spec
+from archcalc.core import analysis, graph, spec
 from tests.conftest import SPECS
 
 KERAS_SUMMARY = [  # (output shape, Keras "Param #") for the layers Keras lists with params

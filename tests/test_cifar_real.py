@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from archcalc.cli import app
-from archcalc.datasets import Dataset, load_dataset, read_cifar10
+from archcalc.training.datasets import Dataset, load_dataset, read_cifar10
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "cifar10_from_jpeg.py"

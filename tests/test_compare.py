@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from archcalc import compare
+from archcalc.core import compare
+from archcalc.views import compare as view
 from archcalc.errors import ArchcalcError
 
 MODULES = ["3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"]
@@ -90,7 +91,7 @@ def test_stacked_widths_compound(naive_reduced):
 def test_verdict_quotes_the_ratios(naive_reduced):
     assert 97_519_936 / 6_990_272 == pytest.approx(13.95, abs=0.01)
     assert 12_568_061_056 / 1_582_671_872 == pytest.approx(7.94, abs=0.01)
-    text = naive_reduced.verdict()
+    text = view.verdict(naive_reduced)
     assert text.startswith("reduced needs 14.0× fewer weights and 7.9× fewer multiply-adds "
                            "than naive.")
     assert "(the last module: 4,944 channels against 1,024)" in text
@@ -102,19 +103,19 @@ def test_verdict_splits_the_saving_between_modules_and_compounding(naive_reduced
     whole = 97_519_936 - 6_990_272
     share = round(100 * alone / whole)
     assert 0 < share < 50           # most of the saving is compounding, not the modules alone
-    assert f"the modules alone make {share}% of the saving in weights" in c.verdict()
-    assert f"the other {100 - share}%" in c.verdict()
+    assert f"the modules alone make {share}% of the saving in weights" in view.verdict(c)
+    assert f"the other {100 - share}%" in view.verdict(c)
 
 
 def test_order_swaps_sides_not_inputs():
     c = compare.run("reduced", "naive")
     assert c.fed_by == "reduced"
     assert pair(c, "3a").a.weights == 163_328 and round(pair(c, "3a").ratio("weights"), 2) == 0.42
-    assert c.verdict().startswith("naive needs 14.0× more weights and 7.9× more multiply-adds")
+    assert view.verdict(c).startswith("naive needs 14.0× more weights and 7.9× more multiply-adds")
 
 
 def test_json_contract(naive_reduced):
-    data = json.loads(json.dumps(naive_reduced.to_dict()))
+    data = json.loads(json.dumps(view.to_dict(naive_reduced)))
     assert {"a", "b", "modules", "network", "ratios"} <= set(data)
     assert data["a"]["variant"] == "naive" and data["b"]["variant"] == "reduced"
     m = data["modules"][0]
@@ -184,7 +185,7 @@ def test_specs_matched_by_name(two_specs):
 
 
 def test_specs_table_marks_unmatched_rows(two_specs):
-    table = compare.make_table(compare.run(*two_specs))
+    table = view.make_table(compare.run(*two_specs))
     assert [r[0] for r in table.rows] == ["conv1", "conv2 (only in wide)", "pool", "fc"]
     assert table.footer[0] == "total"
 
@@ -355,7 +356,7 @@ def test_cli_help():
 
 def test_verdict_when_totals_agree(tmp_path, two_specs):
     same = compare.run(two_specs[0], write(tmp_path, "copy.yaml", open(two_specs[0]).read()))
-    assert same.verdict() == "copy and small need as many weights and multiply-adds."
+    assert view.verdict(same) == "copy and small need as many weights and multiply-adds."
     # small's layers with a stride of 2 instead of the pool: the same 216 + 1,280 weights,
     # multiply-adds 216·16 + 1,280 = 4,736 against 216·64 + 1,280 = 15,104
     strided = write(tmp_path, "strided.yaml", """
@@ -364,6 +365,6 @@ def test_verdict_when_totals_agree(tmp_path, two_specs):
           conv1: {conv: {out: 8, kernel: 3, stride: 2}}
           fc:    [flatten, linear: {out: 10}]
         """)
-    assert compare.run(two_specs[0], strided).verdict() == \
+    assert view.verdict(compare.run(two_specs[0], strided)) == \
         "strided needs 3.2× fewer multiply-adds than small, and as many weights. " \
         "Most of the difference: multiply-adds in conv1 (100%)."

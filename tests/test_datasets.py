@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from archcalc import datasets
-from archcalc.datasets import (BatchTransform, channel_stats, download_cifar10, load_cifar10,
+from archcalc.training import datasets
+from archcalc.training.datasets import (BatchTransform, channel_stats, download_cifar10, load_cifar10,
                                load_dataset, load_fashion_mnist, make_synthetic, read_cifar10, read_idx)
 from archcalc.errors import DataError
 

@@ -1,7 +1,7 @@
 """docs/spec.md has a section for every op, so adding an op means documenting it."""
 from pathlib import Path
 
-from archcalc.ops import OPS
+from archcalc.core.ops import OPS
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
 

@@ -4,7 +4,9 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archcalc import analysis, graph, report, spec
+from archcalc.core import analysis, graph
+from archcalc.views import report, table
+from archcalc.core import spec
 from archcalc.errors import ArchcalcError
 from tests.conftest import SPECS
 
@@ -26,8 +28,8 @@ def run_whole_path(text: str) -> None:
         s = spec.parse(text, "fuzz.yaml")
         r = analysis.analyze(graph.build(s), heads=True)
         report.make_table(r)
-        report.render_plain(report.make_table(r, detail=True))
-        report.to_json(r.to_dict())
+        table.render_plain(report.make_table(r, detail=True))
+        table.to_json(r.to_dict())
     except ArchcalcError as exc:
         assert str(exc).startswith("fuzz.yaml") and "\n" not in str(exc)
 

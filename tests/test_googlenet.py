@@ -2,7 +2,7 @@
 shared/reference/googlenet.md, never from archcalc's output."""
 import pytest
 
-from archcalc import analysis, graph, spec
+from archcalc.core import analysis, graph, spec
 
 # row: (output C×H×W as Table 1 prints H×W×C, depth, weights without biases, MACs)
 TABLE_1 = {

@@ -1,8 +1,10 @@
 """The analytic path stays light: `archcalc table` imports neither torch nor fvcore, and pandas
 or matplotlib only for an export or plot that needs them."""
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("torch", "fvcore", "pandas", "matplotlib")
 
@@ -31,3 +33,40 @@ def test_table_on_screen_and_json_import_nothing_heavy():
 
 def test_csv_export_brings_pandas_only():
     assert loaded("table", "googlenet", "-f", "csv") == ["pandas"]
+
+
+# --- the layout shows the torch boundary ------------------------------------------------------
+
+CORE = Path(__file__).resolve().parent.parent / "archcalc" / "core"
+OUTSIDE_CORE = ("torch", "fvcore", "matplotlib", "pandas", "archcalc.pytorch",
+                "archcalc.training", "archcalc.views", "archcalc.cli")
+
+
+def _imports(tree):
+    """(module imported, name of the function it is imported in, or None at module level)."""
+    found = []
+
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            inner = child.name if isinstance(child, (ast.FunctionDef,
+                                                     ast.AsyncFunctionDef)) else function
+            if isinstance(child, ast.Import):
+                found += [(alias.name, function) for alias in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                found.append((child.module, function))
+            visit(child, inner)
+    visit(tree, None)
+    return found
+
+
+def test_the_analytic_core_imports_nothing_from_the_torch_side():
+    """archcalc/core is spec, graph, ops and analysis: only an op's own ``to_torch`` may reach
+    torch (lazily), as each op is the one place that knows how to build its module."""
+    offences = []
+    for path in sorted(CORE.rglob("*.py")):
+        for module, function in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+            heavy = any(module == m or module.startswith(m + ".") for m in OUTSIDE_CORE)
+            if heavy and function not in ("to_torch", "combine"):
+                offences.append(f"{path.relative_to(CORE.parent.parent)}: {module} "
+                                f"({'module level' if function is None else function})")
+    assert offences == []

@@ -1,10 +1,10 @@
 """Each op's shape and counts against closed-form arithmetic written out in the test."""
 import pytest
 
-from archcalc import graph, spec
+from archcalc.core import graph, spec
 from archcalc.errors import SpecError
-from archcalc.ops import OPS, Counts
-from archcalc.ops.base import window_out
+from archcalc.core.ops import OPS, Counts
+from archcalc.core.ops.base import window_out
 
 
 def layers_of(yaml_layers: str, input_shape="[3, 32, 32]"):

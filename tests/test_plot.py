@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from archcalc import compare, plot
+from archcalc.core import compare
+from archcalc.views import plot
 from archcalc.cli import app
 from archcalc.errors import ArchcalcError
 from tests.test_imports import loaded
@@ -52,7 +53,7 @@ def test_figure_reads_well(figure):
 
 
 def test_table_figure_has_a_bar_per_row_with_weights(spec_path):
-    from archcalc import analysis, graph, spec
+    from archcalc.core import analysis, graph, spec
     report = analysis.analyze(graph.build(spec.load(spec_path("googlenet"))))
     fig = plot.report_figure(report)
     labels = [t.get_text() for t in fig.axes[-1].get_xticklabels()]

@@ -9,10 +9,10 @@ torch = pytest.importorskip("torch")
 
 import archcalc  # noqa: E402
 from archcalc.errors import ArchcalcError, SpecError  # noqa: E402
-from archcalc.graph import build  # noqa: E402
-from archcalc.ops import OPS, Op  # noqa: E402
-from archcalc.spec import load, parse  # noqa: E402
-from archcalc.torch_build import TorchBuildError, build_model  # noqa: E402
+from archcalc.core.graph import build  # noqa: E402
+from archcalc.core.ops import OPS, Op  # noqa: E402
+from archcalc.core.spec import load, parse  # noqa: E402
+from archcalc.pytorch.build import TorchBuildError, build_model  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

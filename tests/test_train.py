@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from archcalc.datasets import Dataset, make_synthetic
+from archcalc.training.datasets import Dataset, make_synthetic
 from archcalc.errors import ArchcalcError
-from archcalc.train import TrainConfig, TrainingInterrupted, load_config, train
+from archcalc.training.engine import TrainConfig, TrainingInterrupted, load_config, train
 
 DATA = make_synthetic(train=512, test=128)
 TIMING = {"seconds", "images_per_second"}

@@ -4,7 +4,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from archcalc import runs
+from archcalc.training import runs
 from archcalc.cli import app
 
 runner = CliRunner()
@@ -121,6 +121,6 @@ def test_verdict_needs_more_than_noise():
 
 def test_the_cli_offers_exactly_the_data_sets_the_loader_knows():
     from archcalc.cli import DatasetName
-    from archcalc.datasets import DATASET_NAMES
+    from archcalc.training.datasets import DATASET_NAMES
     assert [d.value for d in DatasetName] == list(DATASET_NAMES)
     assert set(runs.DEFAULT_SPEC) == set(DATASET_NAMES)

@@ -23,12 +23,12 @@ from typer.testing import CliRunner  # noqa: E402
 from archcalc.cli import app  # noqa: E402
 from archcalc.errors import SpecError  # noqa: E402
 from archcalc.files import bundled_specs  # noqa: E402
-from archcalc.graph import build  # noqa: E402
-from archcalc.ops import OPS, Op  # noqa: E402
-from archcalc.ops.conv import Conv  # noqa: E402
-from archcalc.ops.pool import MaxPool  # noqa: E402
-from archcalc.spec import parse  # noqa: E402
-from archcalc.verify import verify  # noqa: E402
+from archcalc.core.graph import build  # noqa: E402
+from archcalc.core.ops import OPS, Op  # noqa: E402
+from archcalc.core.ops.conv import Conv  # noqa: E402
+from archcalc.core.ops.pool import MaxPool  # noqa: E402
+from archcalc.core.spec import parse  # noqa: E402
+from archcalc.pytorch.verify import verify  # noqa: E402
 
 runner = CliRunner()
 CUDA = torch.cuda.is_available()

@@ -11,10 +11,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .errors import Position, SpecError, did_you_mean
-from .ops import OPS, ArgError, Counts, Op, Shape, ShapeError
-from .ops.join import JOINS
-from .spec import Block, Branches, Call, Expr, Head, OpCall, PaperFigure, Seq, Spec, call_args
+from archcalc.errors import Position, SpecError, did_you_mean
+from archcalc.core.ops import OPS, ArgError, Counts, Op, Shape, ShapeError
+from archcalc.core.ops.join import JOINS
+from archcalc.core.spec import Block, Branches, Call, Expr, Head, OpCall, PaperFigure, Seq, Spec, call_args
 
 
 @dataclass

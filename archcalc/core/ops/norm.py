@@ -1,7 +1,7 @@
 """Normalization: batch normalization and local response normalization."""
 from __future__ import annotations
 
-from .base import (Arg, Counts, Op, ShapeError, activation, feature_map, numel, positive_int,
+from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, activation, feature_map, numel, positive_int,
                    positive_number, probability, register)
 
 

@@ -5,7 +5,7 @@ from typing import Tuple
 
 import torch
 
-from .errors import ArchcalcError, Position
+from archcalc.errors import ArchcalcError, Position
 
 
 def resolve_device(name: str) -> Tuple[torch.device, str]:

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
-from .errors import ArchcalcError, Position
-from .files import write_atomic
+from archcalc.errors import ArchcalcError, Position
+from archcalc.files import write_atomic
 
 DEFAULT_SPEC = {"cifar10": "cifar-cnn", "fashion-mnist": "fashion-cnn", "synthetic": "cifar-cnn"}
 RUN_FILE = "run.json"
@@ -177,7 +177,7 @@ class Job:
     trend: LossTrend = field(default_factory=LossTrend)
 
     def run(self, on_step=None, on_epoch=None):
-        from .train import train
+        from archcalc.training.engine import train
 
         def step(info):
             self.trend.add(info)
@@ -232,10 +232,10 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
             chosen: dict, device: str, compile: bool, data_dir, download: bool, out) -> Job:
     from dataclasses import replace
 
-    from .datasets import load_dataset
-    from .files import resolve_spec
-    from .devices import resolve_device
-    from .train import TrainConfig
+    from archcalc.training.datasets import load_dataset
+    from archcalc.files import resolve_spec
+    from archcalc.pytorch.devices import resolve_device
+    from archcalc.training.engine import TrainConfig
 
     path = resolve_spec(spec or default_spec(dataset_name))
     values = {k: v for k, v in chosen.items() if v is not None}
@@ -266,8 +266,8 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
 def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, data_dir) -> Job:
     from dataclasses import replace
 
-    from .datasets import load_dataset
-    from .train import load_config
+    from archcalc.training.datasets import load_dataset
+    from archcalc.training.engine import load_config
 
     info = RunInfo.load(out_dir)
     if info.dataset != dataset_name:
@@ -283,8 +283,8 @@ def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Jo
     check that it fits the data."""
     import torch
 
-    from . import analysis
-    from .torch_build import build_module, load_graph
+    from archcalc.core import analysis
+    from archcalc.pytorch.build import build_module, load_graph
 
     graph = load_graph(info.spec, info.variant, None)
     check_fit(Path(info.spec).stem, graph.input_shape, graph.rows[-1].out_shape, dataset)

@@ -1,7 +1,7 @@
 """Convolution: 2-D, grouped, dilated, with rectangular kernels."""
 from __future__ import annotations
 
-from .base import (Arg, ArgError, Counts, Op, ShapeError, activation, boolean, pair, padding,
+from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, ShapeError, activation, boolean, pair, padding,
                    patch_text, positive_int, register, window)
 
 

@@ -16,9 +16,9 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
 import torch
 from torch import nn
 
-from .errors import ArchcalcError, Position
-from .graph import Graph, Group, Layer, build
-from .spec import Spec, load, parse_input
+from archcalc.errors import ArchcalcError, Position
+from archcalc.core.graph import Graph, Group, Layer, build
+from archcalc.core.spec import Spec, load, parse_input
 
 
 class TorchBuildError(ArchcalcError):
@@ -163,7 +163,7 @@ def load_graph(spec: SpecLike, variant: Optional[str] = None,
                                 "spec instead")
         return spec
     if not isinstance(spec, Spec):
-        from .files import resolve_spec
+        from archcalc.files import resolve_spec
         spec = load(resolve_spec(str(spec)))
     shape = None
     if input is not None:

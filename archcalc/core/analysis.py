@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Dict, List, Optional, Tuple
 
-from .graph import Graph, Group, Layer, Row
-from .ops import Counts, Shape
-from .spec import PaperFigure
+from archcalc.core.graph import Graph, Group, Layer, Row
+from archcalc.core.ops import Counts, Shape
+from archcalc.core.spec import PaperFigure
 
 UNIT_POWER = {"": 0, "K": 1, "M": 2, "G": 3}
 DEFAULT_TOLERANCE_PCT = 1.0

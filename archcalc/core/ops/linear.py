@@ -2,7 +2,7 @@
 1×1×1024 output of average pooling."""
 from __future__ import annotations
 
-from .base import Arg, Counts, Op, activation, boolean, numel, positive_int, register
+from archcalc.core.ops.base import Arg, Counts, Op, activation, boolean, numel, positive_int, register
 
 
 @register
@@ -27,5 +27,5 @@ class Linear(Op):
                       weights=weights, macs=weights)
 
     def to_torch(self, in_shape):
-        from .torch_modules import FlattenLinear
+        from archcalc.pytorch.modules import FlattenLinear
         return FlattenLinear(numel(in_shape), self.a["out"], bias=self.a["bias"])

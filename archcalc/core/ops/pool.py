@@ -5,7 +5,7 @@ Unlike convolution, a pooling window is unpadded by default ('valid'), as in eve
 """
 from __future__ import annotations
 
-from .base import (Arg, ArgError, Counts, Op, boolean, feature_map, numel, pair, padding,
+from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, boolean, feature_map, numel, pair, padding,
                    patch_text, register, window)
 
 

@@ -1,7 +1,7 @@
 """Ops without weights that keep or reshape their input: activations, dropout, flatten."""
 from __future__ import annotations
 
-from .base import Arg, Counts, Op, numel, probability, register
+from archcalc.core.ops.base import Arg, Counts, Op, numel, probability, register
 
 
 @register

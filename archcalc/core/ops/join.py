@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .base import Counts, Shape, ShapeError, fmt_shape, numel
+from archcalc.core.ops.base import Counts, Shape, ShapeError, fmt_shape, numel
 
 
 class Concat:

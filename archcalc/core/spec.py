@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import yamlpos
-from .errors import Position, SpecError, did_you_mean
-from .ops import OPS
+from archcalc.core import yamlpos
+from archcalc.errors import Position, SpecError, did_you_mean
+from archcalc.core.ops import OPS
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 PAPER_FIGURE = re.compile(r"^(\d+(?:\.\d+)?)([KMG]?)$")

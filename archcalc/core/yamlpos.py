@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Position, SpecError
+from archcalc.errors import Position, SpecError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

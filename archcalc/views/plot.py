@@ -15,12 +15,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from .errors import ArchcalcError, Position
-from .files import check_writable, write_atomic
+from archcalc.errors import ArchcalcError, Position
+from archcalc.files import check_writable, write_atomic
 
 if TYPE_CHECKING:
-    from .analysis import Report
-    from .compare import Comparison
+    from archcalc.core.analysis import Report
+    from archcalc.core.compare import Comparison
 
 FORMATS = {".png": "png", ".svg": "svg"}
 DPI = 150
@@ -83,7 +83,7 @@ def comparison_figure(c: "Comparison") -> Figure:
 
 def report_figure(report: "Report") -> Figure:
     """Per row of `archcalc table`, params and MACs; rows without either are left out."""
-    from .report import title_of
+    from archcalc.views.report import title_of
     rows = [r for r in report.rows if r.params or r.macs]
     label = report.variant or report.name
     panels = [Panel("params (biases included)", {label: [r.params for r in rows]}),

@@ -36,8 +36,8 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from archcalc.datasets import BatchTransform, Dataset, channel_stats
-from archcalc.devices import resolve_device
+from archcalc.training.datasets import BatchTransform, Dataset, channel_stats
+from archcalc.pytorch.devices import resolve_device
 from archcalc.errors import ArchcalcError
 from archcalc.files import write_atomic
 

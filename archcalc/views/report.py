@@ -1,0 +1,126 @@
+"""The views of `archcalc table`: a Report as the paper's table, every layer, or Keras' summary.
+
+Each function turns the analysis' plain data into a :class:`~archcalc.views.table.Table`;
+:mod:`archcalc.views.table` renders it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from archcalc.core.analysis import PaperCell, Report
+from archcalc.core.ops import fmt_shape
+from archcalc.views.table import Column, Table
+
+STYLES = ("paper", "keras")
+
+# --- building tables from a report ---------------------------------------------------------
+
+def title_of(report: Report) -> str:
+    shape = "×".join(map(str, report.input))
+    parts = [report.name, f"input {shape}"]
+    if report.variant:
+        parts.append(f"variant {report.variant}")
+    return " · ".join(parts)
+
+
+def conventions() -> str:
+    return ("params: trainable, biases included · MACs: multiply-adds of conv and linear "
+            "weights, bias excluded (FLOPs = 2 × MACs)")
+
+
+def audit_note(report: Report) -> str:
+    k_params = report.paper_units["params"]
+    k_ops = report.paper_units["ops"]
+    return (f"paper audit: params in K = {k_params}, ops in M = "
+            f"{'10^6' if k_ops == 1000 else '2^20'}; weights only (no biases); ops = MACs; "
+            f"a cell is flagged ✗ when it differs beyond the printed precision and "
+            f"{report.tolerance_pct:g}%")
+
+
+def paper_table(report: Report) -> Table:
+    """One row per spec row, as Table 1 lays them out, with the audit beside the paper's."""
+    blocks = {}
+    for r in report.rows:
+        if r.block_args:
+            blocks.setdefault(r.type, list(r.block_args))
+    audited = [q for q in ("params", "ops") if any(q in r.paper for r in report.rows)]
+    columns = [Column("name"), Column("type"), Column("patch/stride"), Column("output", "shape"),
+               Column("depth", "int")]
+    if blocks:
+        columns.append(Column("block args"))
+    columns += [Column("params", "int"), Column("MACs", "int")]
+    for q in audited:
+        columns += [Column(f"paper {q}", part="audit"), Column(f"{q} ≈", "figure", "audit"),
+                    Column(f"Δ {q}", "pct", "audit")]
+    rows, flags = [], []
+    for r in report.rows:
+        cells = [f"{r.name} (head)" if r.head else r.name, r.type, r.patch, r.output_shape,
+                 r.depth]
+        if blocks:
+            cells.append(" ".join(str(v) for v in r.block_args.values()) or None)
+        cells += [r.params, r.macs]
+        flag = [False] * len(cells)
+        for q in audited:
+            cell: Optional[PaperCell] = r.paper.get(q)
+            if cell is None:
+                cells += [None, None, None]
+                flag += [False] * 3
+            else:
+                cells += [cell.printed, (cell.computed, cell.printed), cell.delta_pct]
+                flag += [False, cell.flag, cell.flag]
+        rows.append(cells)
+        flags.append(flag)
+    t = report.totals
+    footer = ["total", None, None, None, t.depth] + [None] * bool(blocks) + [t.params, t.macs]
+    footer += [None] * (3 * len(audited))
+    notes = [report.source] if report.source else []
+    notes.append(conventions())
+    notes += [f"block args of {name}: {', '.join(args)}" for name, args in blocks.items()]
+    if audited:
+        notes.append(audit_note(report))
+    summary = [f"depth {t.depth} layers with weights ({t.depth_with_pool} counting pooling) · "
+               f"params {t.params:,} ({t.weights:,} weights without biases) · "
+               f"MACs {t.macs:,}"]
+    if t.non_trainable:
+        summary.append(f"non-trainable values (BatchNorm statistics): {t.non_trainable:,}")
+    if audited:
+        flagged = report.flagged
+        listed = ", ".join(f"{n} {q}" for n, q in flagged) or "none"
+        summary.append(f"audit: {len(flagged)} of {sum(len(r.paper) for r in report.rows)} "
+                       f"published figures flagged: {listed}")
+    return Table(title_of(report), notes, columns, rows, footer, summary, flags)
+
+
+def detail_table(report: Report) -> Table:
+    """Every primitive layer, each branch convolution of each Inception module included."""
+    columns = [Column("layer"), Column("type"), Column("patch/stride"), Column("input", "shape"),
+               Column("output", "shape"), Column("params", "int"), Column("weights", "int"),
+               Column("non-trainable", "int"), Column("MACs", "int"), Column("other ops", "int")]
+    rows = [[l.name, l.type, l.patch, l.input_shape, l.output_shape, l.params, l.weights,
+             l.non_trainable, l.macs, l.other_ops] for l in report.layers]
+    t = report.totals
+    footer = ["total", None, None, None, None, t.params, t.weights, t.non_trainable, t.macs,
+              t.other_ops]
+    notes = [conventions(), "other ops: work of pooling, normalization and activations "
+             "(comparisons, adds, scales), never folded into MACs"]
+    return Table(title_of(report), notes, columns, rows, footer,
+                 [f"{len(report.layers)} layers"])
+
+
+def keras_table(report: Report) -> Table:
+    """Keras' model.summary(): Param # counts trainable and non-trainable values."""
+    columns = [Column("Layer (type)"), Column("Output Shape", "keras_shape"),
+               Column("Param #", "int")]
+    rows = [[f"{l.name} ({l.type})", l.output_shape, l.params + l.non_trainable]
+            for l in report.layers]
+    t = report.totals
+    summary = [f"Total params: {t.params + t.non_trainable:,}",
+               f"Trainable params: {t.params:,}",
+               f"Non-trainable params: {t.non_trainable:,}"]
+    return Table(f'Model: "{report.name}"', [], columns, rows, [], summary)
+
+
+def make_table(report: Report, style: str = "paper", detail: bool = False) -> Table:
+    if style == "keras":
+        return keras_table(report)
+    return detail_table(report) if detail else paper_table(report)

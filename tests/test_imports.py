@@ -51,7 +51,7 @@ def _imports(tree):
             inner = child.name if isinstance(child, (ast.FunctionDef,
                                                      ast.AsyncFunctionDef)) else function
             if isinstance(child, ast.Import):
-                found += [(alias.name, function) for alias in child.names]
+                found.extend((alias.name, function) for alias in child.names)
             elif isinstance(child, ast.ImportFrom) and child.module:
                 found.append((child.module, function))
             visit(child, inner)

@@ -10,13 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
-from matplotlib import rc_context
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
-
 from archcalc.errors import ArchcalcError, Position
+from archcalc.extras import require
 from archcalc.files import check_writable, write_atomic
+
+require("plot", "drawing a plot")
+
+from matplotlib import rc_context  # noqa: E402  (after the check that it is installed)
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 if TYPE_CHECKING:
     from archcalc.core.analysis import Report

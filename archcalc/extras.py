@@ -1,0 +1,43 @@
+"""The optional parts of archcalc and what to install for each.
+
+`archcalc table`, `compare` and the text exports need only the light install. Building,
+verifying and training a model need the ``torch`` extra (PyTorch, fvcore, NumPy), plots the
+``plot`` extra (matplotlib). A command that needs a missing extra stops with one line saying
+what to install, PyTorch first: ``pip install 'archcalc[torch]'`` alone would let pip pick a
+PyTorch build, which on most machines is a CUDA build of several GB.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Dict, Tuple
+
+from archcalc.errors import ArchcalcError
+
+# extra -> (the modules it provides, what it is for, how to install it)
+EXTRAS: Dict[str, Tuple[Tuple[str, ...], str, str]] = {
+    "torch": (("torch", "fvcore", "numpy"), "PyTorch, fvcore and NumPy",
+              "pip install torch (the build for your machine from pytorch.org; here the CPU "
+              "build torch==2.13.0), then pip install 'archcalc[torch]'"),
+    "plot": (("matplotlib",), "matplotlib", "pip install 'archcalc[plot]'"),
+}
+
+
+class MissingExtra(ArchcalcError):
+    """An optional part of archcalc that this installation lacks (exit 2 at the CLI)."""
+
+
+def require(extra: str, what: str) -> None:
+    """Raise MissingExtra, naming the install lines, unless ``extra``'s modules import."""
+    modules, names, how = EXTRAS[extra]
+    missing = [m for m in modules if not _importable(m)]
+    if missing:
+        raise MissingExtra(f"{what} needs {names}, and this installation lacks "
+                           f"{', '.join(missing)}: {how}")
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True

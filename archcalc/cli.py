@@ -7,10 +7,9 @@ import contextlib
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from archcalc import __version__
 from archcalc.errors import ArchcalcError

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from archcalc.errors import ArchcalcError, Position
 from archcalc.pytorch.devices import resolve_device
 from archcalc.core.graph import Layer
 from archcalc.pytorch.build import Branches, SpecLike, build_module, layer_modules, load_graph
+
+Shape = Tuple[int, ...]
 
 # How a layer's count was checked (LayerCheck.checked_by); None: shape and parameters only.
 FVCORE, HAND_COUNT = "fvcore", "hand count"
@@ -208,9 +211,6 @@ def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-Shape = Tuple[int, ...]
-
-
 @dataclass
 class Seen:
     """What one layer's module took and gave in the forward pass, batch dimension included:
@@ -234,7 +234,7 @@ def _forward(model: nn.Module, modules: Dict[str, Optional[nn.Module]], x: torch
             continue
         parts = JOIN_PARTS.get(type(module))
         handles.append(module.register_forward_pre_hook(_enter(seen, running, name, parts)))
-        handles.append(module.register_forward_hook(_leave(seen, running, name, parts)))
+        handles.append(module.register_forward_hook(_leave(seen, running, name)))
         for part in (parts(module) if parts else []):
             handles.append(part.register_forward_hook(_part_done(seen, name)))
     try:
@@ -257,7 +257,7 @@ def _enter(seen: Dict[str, Seen], running: List[str], name: str, parts):
     return hook
 
 
-def _leave(seen: Dict[str, Seen], running: List[str], name: str, parts):
+def _leave(seen: Dict[str, Seen], running: List[str], name: str):
     def hook(module, inputs, output):
         running.pop()
         seen[name].output = tuple(output.shape) if isinstance(output, torch.Tensor) else None
@@ -291,28 +291,21 @@ def _tensors(value) -> List[torch.Tensor]:
 HandCount = Callable[[nn.Module, List[Shape], Shape], Optional[int]]
 
 
-def _numel(shape: Shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _pair(value) -> Tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _per_output(module, inputs, out) -> int:
-    return _numel(out)      # ReLU: one max(x, 0); softmax: one exponential; per element
+    return math.prod(out)      # ReLU: one max(x, 0); softmax: one exponential; per element
 
 
 def _per_window_element(module, inputs, out) -> int:
     kh, kw = _pair(module.kernel_size)
-    return kh * kw * _numel(out)    # max and average pooling: one read per window element
+    return kh * kw * math.prod(out)    # max and average pooling: one read per window element
 
 
 def _lrn(module, inputs, out) -> int:
-    return module.size * _numel(out)    # a sum over `size` channels per element
+    return module.size * math.prod(out)    # a sum over `size` channels per element
 
 
 def _no_work(module, inputs, out) -> int:
@@ -320,7 +313,7 @@ def _no_work(module, inputs, out) -> int:
 
 
 def _add(module, inputs, out) -> int:
-    return (len(inputs) - 1) * _numel(out)  # n tensors summed: n - 1 additions per element
+    return (len(inputs) - 1) * math.prod(out)  # n tensors summed: n - 1 additions per element
 
 
 def _concat(module, inputs, out) -> int:

@@ -263,15 +263,17 @@ def verify(
     heads: HeadsOpt = False,
     device: Annotated[str, typer.Option(
         "--device", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")] = "auto",
-    batch: Annotated[int, typer.Option(
-        "--batch", min=1, help="Images in the forward pass; counts are shown per image.")] = 1,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", "--batch", min=1,
+        help="Images in the forward pass; counts are shown per image.")] = 1,
     format: FormatOpt = Format.table,
     output: OutputOpt = None,
 ) -> None:
     """Build the PyTorch model and check every layer against PyTorch and fvcore.
 
-    Per layer: output shape, parameters, buffers and MACs; in total: fvcore's and
-    FlopCounterMode's counts. Exit 0 when all agree, 1 when anything disagrees.
+    Per layer: output shape, parameters, buffers, and the count, checked against fvcore or
+    worked out again from the torch module (the summary says how many of each); in total:
+    fvcore's and FlopCounterMode's counts. Exit 0 when all agree, 1 when anything disagrees.
 
     Example: archcalc verify specs/googlenet.yaml --variant naive --heads --device cpu
     """
@@ -281,7 +283,8 @@ def verify(
         check_output(output)
         from archcalc.pytorch import verify as checks     # imports torch and fvcore
         from archcalc.views import verify as view
-        result = checks.verify(spec, variant, input, heads=heads, device=device, batch=batch)
+        result = checks.verify(spec, variant, input, heads=heads, device=device,
+                               batch=batch_size)
         if format is Format.json:
             from archcalc.views.table import to_json
             emit(to_json(result.to_dict()), output)

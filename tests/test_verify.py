@@ -26,9 +26,12 @@ from archcalc.files import bundled_specs  # noqa: E402
 from archcalc.core.graph import build  # noqa: E402
 from archcalc.core.ops import OPS, Op  # noqa: E402
 from archcalc.core.ops.conv import Conv  # noqa: E402
+from archcalc.core.ops.base import Counts, numel  # noqa: E402
+from archcalc.core.ops.norm import LRN  # noqa: E402
 from archcalc.core.ops.pool import MaxPool  # noqa: E402
 from archcalc.core.spec import parse  # noqa: E402
-from archcalc.pytorch.verify import verify  # noqa: E402
+from archcalc.pytorch.verify import HAND_COUNTS, verify  # noqa: E402
+from archcalc.views.verify import summary_line  # noqa: E402
 
 runner = CliRunner()
 CUDA = torch.cuda.is_available()
@@ -122,15 +125,56 @@ def test_cifar_cnn_parameters_and_buffers(results):
     bn = next(l for l in result.layers if l.name == "conv1.batchnorm")
     assert (bn.params.measured, bn.non_trainable.measured) == (64, 64)  # not num_batches_tracked
     # fvcore's eval-mode batch norm: 2 per element, which the analysis counts as other ops
-    assert bn.counted_as == "other_ops" and bn.macs.measured == 2 * 32 * 32 * 32
+    assert bn.counted_as == "other_ops" and bn.checked_by == "fvcore"
+    assert bn.count.measured == 2 * 32 * 32 * 32
 
 
-def test_ops_fvcore_does_not_count_are_listed_not_failed(results):
+def test_ops_fvcore_does_not_count_are_listed_and_counted_by_hand(results):
     result = results("googlenet")
     pool = next(l for l in result.layers if l.name == "pool1.maxpool")
-    assert pool.ok and pool.counted_as is None and pool.macs.ok is None
-    assert pool.macs.measured is None
+    assert pool.ok and pool.counted_as == "other_ops" and pool.checked_by == "hand count"
+    assert pool.count.measured == 3 * 3 * 64 * 56 * 56     # one read per window element
     assert result.unsupported["aten::max_pool2d"] == 13
+
+
+# GoogLeNet's layers by how their count is checked, from shared/reference/googlenet.md:
+# Table 1 has 57 convolutions (conv1; conv2's reduce and 3×3; six in each of 9 inception
+# modules) and one linear layer, all of which fvcore counts. Every convolution is followed by a
+# ReLU (57); 4 max pools in the table plus one in each inception's pool branch (13); one average
+# pool, dropout and softmax; one concat per inception (9): 82 counted by hand. The naive modules
+# (Figure 2a) have 3 convolutions, 1 max pool, no reduction; each auxiliary classifier (section
+# 5) an average pool, a 1×1 conv, two linear layers, ReLU after the conv and the first linear,
+# dropout and softmax.
+CONVS, INCEPTIONS = 1 + 2 + 9 * 6, 9
+NAIVE_CONVS = 1 + 2 + 9 * 3
+AUX_FVCORE, AUX_HAND = 1 + 2, 1 + 2 + 1 + 1     # conv, 2 linear; avg pool, 2 ReLU, dropout, softmax
+
+
+@pytest.mark.parametrize("variant,heads,fvcore,hand", [
+    (None, False, CONVS + 1, CONVS + (4 + INCEPTIONS) + 3 + INCEPTIONS),
+    ("naive", True, NAIVE_CONVS + 1 + 2 * AUX_FVCORE,
+     NAIVE_CONVS + (4 + INCEPTIONS) + 3 + INCEPTIONS + 2 * AUX_HAND),
+])
+def test_googlenet_summary_says_how_each_count_was_checked(results, variant, heads, fvcore,
+                                                           hand):
+    result = results("googlenet", variant, heads)
+    n = fvcore + hand
+    assert summary_line(result, 1.0) == (
+        f"✓ {n} of {n} layers agree on cpu (as asked) in 1.0 s: {fvcore} counts checked "
+        f"against fvcore, {hand} against a count from the torch module, 0 for shape and "
+        "parameters only")
+    # fvcore met a max_pool2d wherever a max pool was counted by hand
+    assert result.unsupported["aten::max_pool2d"] == 4 + INCEPTIONS
+
+
+def test_a_join_is_counted_from_its_branches(results):
+    result = verify(parse(EVERY_STRUCTURE, "every.yaml"), device="cpu")
+    layers = {l.name: l for l in result.layers}
+    # r1 adds two 8×8×8 branches: one addition per element; r2's concat computes nothing
+    assert layers["r1"].checked_by == "hand count" and layers["r1"].count.measured == 8 * 8 * 8
+    assert layers["r2.concat"].checked_by == "hand count"
+    assert layers["r2.concat"].count.measured == 0
+    assert layers["r2.lrn"].count.measured == 3 * 8 * 8 * 8     # a 3-channel window sum
 
 
 def test_batch_counts_are_per_image():
@@ -169,9 +213,38 @@ def test_a_wrong_macs_rule_fails_that_layer_with_exit_1(monkeypatch, tmp_path):
     assert result.exit_code == 1
     data = json.loads(out.read_text())
     assert [l["name"] for l in data["layers"] if not l["ok"]] == ["conv1.conv"]
-    conv1 = data["layers"][0]["macs"]
+    conv1 = data["layers"][0]["count"]
     assert conv1["measured"] - conv1["analytic"] == 32 * 32 * 27  # a row: 32 × 32 outputs × 27
     assert data["ok"] is False and data["totals"]["ok"] is False
+
+
+def test_a_wrong_other_ops_convention_fails_those_layers(monkeypatch):
+    """Max pooling counted once per output element instead of once per window element."""
+    monkeypatch.setattr(MaxPool, "counts",
+                        lambda self, i, o: Counts(other_ops=numel(o)))
+    result = runner.invoke(app, ["verify", "googlenet", "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("✗ 127 of 140 layers agree")     # the 13 max pools disagree
+    assert "disagree: pool1.maxpool, pool2.maxpool, 3a.pool_proj.pool" in last
+    assert "hand count 1,806,336" in result.stdout          # pool1: 3 × 3 × 56 × 56 × 64
+
+
+def test_a_wrong_lrn_convention_fails_that_layer(monkeypatch):
+    monkeypatch.setattr(LRN, "counts", lambda self, i, o: Counts(other_ops=2 * numel(o)))
+    result = verify(parse(EVERY_STRUCTURE, "every.yaml"), device="cpu")
+    assert result.failed == ["r2.lrn"] and not result.totals["hand_count"].ok
+
+
+def test_a_module_without_a_count_is_checked_for_shape_and_params_and_says_so(monkeypatch):
+    monkeypatch.delitem(HAND_COUNTS, torch.nn.Dropout)
+    result = verify("googlenet", device="cpu")
+    assert result.ok, disagreements(result)
+    dropout = next(l for l in result.layers if l.type == "dropout")
+    assert dropout.checked_by is None and dropout.count.ok is None
+    assert summary_line(result, 1.0).endswith(
+        "58 counts checked against fvcore, 81 against a count from the torch module, "
+        "1 for shape and parameters only (dropout)")
 
 
 def test_a_wrong_shape_rule_fails_that_layer_and_does_not_crash(monkeypatch):
@@ -195,24 +268,31 @@ def test_cli_table_and_final_line(results):
     result = runner.invoke(app, ["verify", "cifar-cnn", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "conv1.batchnorm" in out and "not counted by fvcore" in out
+    assert "conv1.batchnorm" in out and "✓ fvcore" in out and "✓ hand count" in out
     assert "1,252,266" in out and "1,408" in out
     assert "fvcore did not count (no handler): max_pool2d ×2, softmax ×1" in out
+    assert "✓ hand counts" in out and "vs analytic other ops" in out
     assert "✓ 23 of 23 layers agree on cpu (as asked) in" in out.splitlines()[-1]
 
 
 def test_cli_json_contract(tmp_path):
     out = tmp_path / "verify.json"
     result = runner.invoke(app, ["verify", "cifar-cnn", "--format", "json", "-o", str(out),
-                                 "--device", "cpu", "--batch", "2"])
+                                 "--device", "cpu", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
     assert "23 of 23 layers agree" in result.stderr
     data = json.loads(out.read_text())
     assert data["ok"] is True and data["device"] == "cpu" and data["batch"] == 2
     for layer in data["layers"]:
-        assert {"name", "ok", "output_shape", "params", "non_trainable", "macs"} <= set(layer)
-        for key in ("output_shape", "params", "non_trainable", "macs"):
+        assert {"name", "ok", "output_shape", "params", "non_trainable", "count"} <= set(layer)
+        for key in ("output_shape", "params", "non_trainable", "count"):
             assert {"analytic", "measured"} <= set(layer[key])
+        assert layer["count"]["checked_by"] in ("fvcore", "hand count")
+    checked = data["checked"]
+    assert checked["fvcore"] + checked["hand_count"] + checked["shape_only"] == 23
+    assert checked["fvcore"] == sum(l["count"]["checked_by"] == "fvcore"
+                                    for l in data["layers"])
+    assert checked["shape_only"] == 0 and checked["shape_only_types"] == []
     assert data["layers"][0]["output_shape"] == {"analytic": [32, 32, 32],
                                                  "measured": [32, 32, 32], "ok": True}
     totals = data["totals"]
@@ -220,6 +300,16 @@ def test_cli_json_contract(tmp_path):
             "params_torch"} <= set(totals)
     assert totals["params_torch"] == totals["params_analytic"] == 1_252_266
     assert totals["flops_flopcounter"] == 2 * totals["macs_analytic"]
+
+
+def test_cli_batch_is_an_alias_of_batch_size(tmp_path):
+    out = tmp_path / "verify.json"
+    result = runner.invoke(app, ["verify", "nin", "-f", "json", "-o", str(out),
+                                 "--device", "cpu", "--batch", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["batch"] == 3
+    result = runner.invoke(app, ["verify", "nin", "--batch-size", "0"])
+    assert result.exit_code == 2 and "--batch-size" in result.stderr
 
 
 @pytest.mark.parametrize("args,message", [

@@ -1,23 +1,33 @@
 """Cross-check the analysis against PyTorch and fvcore, layer by layer.
 
-The model comes from :mod:`archcalc.torch_build`, so each analyzed layer has a module of the same
-name. One forward pass (hooks, inside ``FlopCounterMode``) gives every output shape and PyTorch's
-FLOP total; one fvcore trace gives each module's count. Per layer we compare the output shape,
-trainable parameters, non-trainable values (floating-point buffers: BatchNorm's running mean
-and variance; the integer ``num_batches_tracked`` step counter is bookkeeping, not a statistic,
-and is left out, as the analysis leaves it out) and fvcore's count, in the convention each op
-declares (``Op.fvcore``). Everything runs in eval mode, fvcore's convention for BatchNorm.
+The model comes from :mod:`archcalc.pytorch.build`, so each analyzed layer has a module of the
+same name. One forward pass (hooks, inside ``FlopCounterMode``) gives every layer's input and
+output shapes and PyTorch's FLOP total; one fvcore trace gives each module's count. Per layer we
+compare the output shape, trainable parameters, non-trainable values (floating-point buffers:
+BatchNorm's running mean and variance; the integer ``num_batches_tracked`` step counter is
+bookkeeping, not a statistic, and is left out, as the analysis leaves it out) and the layer's
+count, checked one of two ways:
 
-Nothing here prints; :func:`to_table` shapes a result for the renderers in :mod:`report`.
+- ``fvcore``: fvcore's count for the module, in the convention the op declares (``Op.fvcore``:
+  MACs for conv and linear, other ops for BatchNorm and global pooling);
+- ``hand count``: where fvcore has no handler (ReLU, max and average pooling, softmax, LRN,
+  dropout, flatten, identity, joins), the op's other ops worked out here, independently, from
+  the torch module's own attributes and the measured tensor shapes (:data:`HAND_COUNTS`).
+
+A layer with neither is checked for shape and parameters only, and says so. Everything runs in
+eval mode, fvcore's convention for BatchNorm.
+
+Nothing here prints; ``views/verify.py`` shapes a result for the renderers.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -25,9 +35,12 @@ from torch import nn
 from archcalc.errors import ArchcalcError, Position
 from archcalc.pytorch.devices import resolve_device
 from archcalc.core.graph import Layer
-from archcalc.pytorch.build import SpecLike, build_module, layer_modules, load_graph
+from archcalc.pytorch.build import Branches, SpecLike, build_module, layer_modules, load_graph
 
-NOT_COUNTED = "not counted by fvcore"
+Shape = Tuple[int, ...]
+
+# How a layer's count was checked (LayerCheck.checked_by); None: shape and parameters only.
+FVCORE, HAND_COUNT = "fvcore", "hand count"
 
 # Threads for the CPU passes. They are small (one image, by default), so more threads buy
 # little, and on a busy machine OpenMP threads waiting on each other cost seconds: GoogLeNet's
@@ -56,23 +69,23 @@ class LayerCheck:
     output_shape: Check
     params: Check
     non_trainable: Check
-    macs: Check                 # fvcore's count against the analytic figure it should equal
+    count: Check                # the measured count against the analytic figure it should equal
     counted_as: Optional[str]   # which analytic figure that is ("macs", "other_ops"), or None
+    checked_by: Optional[str]   # FVCORE, HAND_COUNT, or None: shape and parameters only
 
     @property
     def ok(self) -> bool:
         return all(c.ok is not False for c in self.checks())
 
     def checks(self) -> List[Check]:
-        return [self.output_shape, self.params, self.non_trainable, self.macs]
+        return [self.output_shape, self.params, self.non_trainable, self.count]
 
     def to_dict(self) -> dict:
-        macs = dict(self.macs.to_dict(), counted_as=self.counted_as)
-        if self.counted_as is None:
-            macs["note"] = NOT_COUNTED
+        count = dict(self.count.to_dict(), counted_as=self.counted_as,
+                     checked_by=self.checked_by)
         return {"name": self.name, "type": self.type, "ok": self.ok,
                 "output_shape": self.output_shape.to_dict(), "params": self.params.to_dict(),
-                "non_trainable": self.non_trainable.to_dict(), "macs": macs}
+                "non_trainable": self.non_trainable.to_dict(), "count": count}
 
 
 @dataclass
@@ -101,6 +114,10 @@ class Verification:
     def failed(self) -> List[str]:
         return [l.name for l in self.layers if not l.ok]
 
+    def checked_by(self, how: Optional[str]) -> List[LayerCheck]:
+        """The layers whose count was checked ``how`` (FVCORE, HAND_COUNT; None: not at all)."""
+        return [l for l in self.layers if l.checked_by == how]
+
     def to_dict(self) -> dict:
         t = self.totals
         return {
@@ -111,8 +128,15 @@ class Verification:
                 "per": "image (measured counts divided by the batch)",
                 "non_trainable": "floating-point buffers (BatchNorm running mean and variance); "
                                  "num_batches_tracked is not counted",
-                "macs": "fvcore by_module() in eval mode against the analytic figure named by "
-                        "counted_as"},
+                "count": "the analytic figure named by counted_as, checked_by fvcore "
+                         "(by_module() in eval mode) or a hand count (other ops worked out from "
+                         "the torch module's attributes and the measured tensor shapes); "
+                         "checked_by null: shape and parameters only"},
+            "checked": {
+                "fvcore": len(self.checked_by(FVCORE)),
+                "hand_count": len(self.checked_by(HAND_COUNT)),
+                "shape_only": len(self.checked_by(None)),
+                "shape_only_types": sorted({l.type for l in self.checked_by(None)})},
             "layers": [l.to_dict() for l in self.layers],
             "totals": {
                 "ok": all(c.ok for c in t.values()),
@@ -122,7 +146,9 @@ class Verification:
                 "flops_expected": t["flopcounter"].analytic,
                 "params_analytic": t["params"].analytic, "params_torch": t["params"].measured,
                 "non_trainable_analytic": t["non_trainable"].analytic,
-                "non_trainable_torch": t["non_trainable"].measured},
+                "non_trainable_torch": t["non_trainable"].measured,
+                "other_ops_hand_count": t["hand_count"].measured,
+                "other_ops_hand_count_expected": t["hand_count"].analytic},
             "fvcore_unsupported": dict(self.unsupported),
             "error": self.error,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -139,8 +165,8 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
            device: str = "auto", batch: int = 1, seed: int = 0) -> Verification:
     """Build the model of ``spec`` and check every primitive layer (heads too, if asked)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ArchcalcError(f"the batch must be a positive integer, got {batch!r}",
-                            Position("--batch"))
+        raise ArchcalcError(f"the batch size must be a positive integer, got {batch!r}",
+                            Position("--batch-size"))
     graph = load_graph(spec, variant, input)
     where, note = resolve_device(device)
     seconds = {}
@@ -157,7 +183,7 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
 
     with _cpu_threads(where, CPU_THREADS):
         start = time.perf_counter()
-        shapes, flops, error = _forward(model, modules, x)
+        seen, flops, error = _forward(model, modules, x)
         seconds["forward"] = time.perf_counter() - start
 
         by_module, fvcore_total, unsupported = {}, None, {}
@@ -166,9 +192,9 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
             by_module, fvcore_total, unsupported, error = _fvcore(model, x)
             seconds["fvcore"] = time.perf_counter() - start
 
-    checks = [_check_layer(l, modules[l.name], shapes.get(l.name), by_module, batch)
+    checks = [_check_layer(l, modules[l.name], seen.get(l.name), by_module, batch)
               for l in layers]
-    totals = _totals(layers, model, fvcore_total, flops, batch)
+    totals = _totals(layers, checks, model, fvcore_total, flops, batch)
     return Verification(graph.spec.name, graph.spec.path, graph.variant, heads, str(where), note,
                         batch, checks, totals, unsupported, error, seconds)
 
@@ -185,35 +211,140 @@ def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@dataclass
+class Seen:
+    """What one layer's module took and gave in the forward pass, batch dimension included:
+    the shapes of the tensors it combined (its inputs; a join's, its branches' outputs) and of
+    its output (None when that was not one tensor)."""
+
+    inputs: List[Shape] = field(default_factory=list)
+    output: Optional[Shape] = None
+
+
 def _forward(model: nn.Module, modules: Dict[str, Optional[nn.Module]], x: torch.Tensor):
-    """Each layer module's output shape and FlopCounterMode's total, from one forward pass;
-    or, where PyTorch refuses the pass, the shapes so far and what went wrong in which layer."""
+    """Each layer module's tensor shapes (:class:`Seen`) and FlopCounterMode's total, from one
+    forward pass; or, where PyTorch refuses the pass, the shapes so far and what went wrong in
+    which layer."""
     from torch.utils.flop_counter import FlopCounterMode
-    shapes: Dict[str, Any] = {}
+    seen: Dict[str, Seen] = {}
     running: List[str] = []     # layers entered and not yet left: the last one failed
     handles = []
     for name, module in modules.items():
-        if module is not None:
-            handles.append(module.register_forward_pre_hook(
-                lambda m, i, name=name: running.append(name)))
-            handles.append(module.register_forward_hook(_record(shapes, running, name)))
+        if module is None:
+            continue
+        parts = JOIN_PARTS.get(type(module))
+        handles.append(module.register_forward_pre_hook(_enter(seen, running, name, parts)))
+        handles.append(module.register_forward_hook(_leave(seen, running, name)))
+        for part in (parts(module) if parts else []):
+            handles.append(part.register_forward_hook(_part_done(seen, name)))
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
     except RuntimeError as exc:
         where = f" in layer '{running[-1]}'" if running else ""
-        return shapes, None, f"PyTorch's forward pass failed{where}: {_first_line(exc)}"
+        return seen, None, f"PyTorch's forward pass failed{where}: {_first_line(exc)}"
     finally:
         for handle in handles:
             handle.remove()
-    return shapes, counter.get_total_flops(), None
+    return seen, counter.get_total_flops(), None
 
 
-def _record(shapes: Dict[str, Any], running: List[str], name: str):
+def _enter(seen: Dict[str, Seen], running: List[str], name: str, parts):
+    def hook(module, inputs):
+        running.append(name)
+        # a join's inputs are its parts' outputs, which their own hooks add as they come
+        seen[name] = Seen([] if parts else [tuple(t.shape) for t in _tensors(inputs)])
+    return hook
+
+
+def _leave(seen: Dict[str, Seen], running: List[str], name: str):
     def hook(module, inputs, output):
         running.pop()
-        shapes[name] = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+        seen[name].output = tuple(output.shape) if isinstance(output, torch.Tensor) else None
     return hook
+
+
+def _part_done(seen: Dict[str, Seen], name: str):
+    def hook(module, inputs, output):
+        seen[name].inputs.extend(tuple(t.shape) for t in _tensors(output))
+    return hook
+
+
+def _tensors(value) -> List[torch.Tensor]:
+    """The tensors in a hook's argument: a tensor, or tuples and lists of them (a join's)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+# --- the hand count: a layer's other ops from its torch module ----------------------------
+#
+# fvcore has no handler for these modules (it counts them 0) and FlopCounterMode counts only
+# matrix products and convolutions, so neither can check the analysis's `other_ops` for them.
+# Each rule is the op's documented convention (docs/spec.md; each op's counts() in core/ops)
+# worked out again from what PyTorch has: the module's own attributes and the tensor shapes the
+# forward pass measured, batch included; never from the analysis. Keyed by the exact module
+# type, so that a subclass, which may compute something else, is not taken on trust.
+
+HandCount = Callable[[nn.Module, List[Shape], Shape], Optional[int]]
+
+
+def _pair(value) -> Tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _per_output(module, inputs, out) -> int:
+    return math.prod(out)      # ReLU: one max(x, 0); softmax: one exponential; per element
+
+
+def _per_window_element(module, inputs, out) -> int:
+    kh, kw = _pair(module.kernel_size)
+    return kh * kw * math.prod(out)    # max and average pooling: one read per window element
+
+
+def _lrn(module, inputs, out) -> int:
+    return module.size * math.prod(out)    # a sum over `size` channels per element
+
+
+def _no_work(module, inputs, out) -> int:
+    return 0        # dropout in eval mode, flatten, identity: they pass values on
+
+
+def _add(module, inputs, out) -> int:
+    return (len(inputs) - 1) * math.prod(out)  # n tensors summed: n - 1 additions per element
+
+
+def _concat(module, inputs, out) -> int:
+    return 0        # a concatenation copies; it computes nothing
+
+
+def _branches(module, inputs, out) -> Optional[int]:
+    """build.Branches applies its group's join to the branches' outputs. Which join that was
+    shows in the shapes: a sum keeps the branches' shape, a concatenation stacks their channels
+    (one branch: either, and both count 0). Neither: no count to offer."""
+    if inputs and all(s == out for s in inputs):
+        return _add(module, inputs, out)
+    if inputs and all(s[:1] + s[2:] == out[:1] + out[2:] for s in inputs) and \
+            sum(s[1] for s in inputs) == out[1]:
+        return _concat(module, inputs, out)
+    return None
+
+
+HAND_COUNTS: Dict[type, HandCount] = {
+    nn.ReLU: _per_output, nn.Softmax: _per_output,
+    nn.MaxPool2d: _per_window_element, nn.AvgPool2d: _per_window_element,
+    nn.LocalResponseNorm: _lrn,
+    nn.Dropout: _no_work, nn.Flatten: _no_work, nn.Identity: _no_work,
+    Branches: _branches,    # a join module of its own would take _add or _concat here
+}
+
+# Modules that combine the outputs of their children rather than their own inputs: the join
+# layer of a group is the group's Branches module, which joins its branches' outputs.
+JOIN_PARTS: Dict[type, Callable[[nn.Module], List[nn.Module]]] = {
+    Branches: lambda module: list(module.children()),
+}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -252,8 +383,8 @@ def _quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _check_layer(layer: Layer, module: Optional[nn.Module], shape, by_module: Dict[str, int],
-                 batch: int) -> LayerCheck:
+def _check_layer(layer: Layer, module: Optional[nn.Module], seen: Optional[Seen],
+                 by_module: Dict[str, int], batch: int) -> LayerCheck:
     counts = layer.counts()
     own = layer.is_join      # a join's module is its group's: only its own tensors count
     params = frozen = None
@@ -261,23 +392,40 @@ def _check_layer(layer: Layer, module: Optional[nn.Module], shape, by_module: Di
         params = _count(module.parameters(recurse=not own), trainable=True)
         frozen = _count(module.parameters(recurse=not own), trainable=False) + sum(
             b.numel() for b in module.buffers(recurse=not own) if b.is_floating_point())
+    shape = seen.output if seen is not None else None
     measured_shape = None
     if shape is not None and len(shape) >= 1 and shape[0] == batch:
         measured_shape = tuple(shape[1:])
-    field_name = getattr(layer.op, "fvcore", None)
-    if field_name is None:
-        macs = Check(counts.macs, None, None)
+    field_name, checked_by, count = _measured_count(layer, module, seen, by_module)
+    if checked_by is None:
+        check = Check(None, None, None)
     else:
         expected = getattr(counts, field_name)
-        count = by_module.get(layer.name) if module is not None else None
-        macs = Check(expected, _per_image(count, batch),
-                     count is not None and count == expected * batch)
+        check = Check(expected, _per_image(count, batch),
+                      count is not None and count == expected * batch)
     return LayerCheck(
         layer.name, layer.kind,
         Check(tuple(layer.out_shape), measured_shape, measured_shape == tuple(layer.out_shape)),
         Check(counts.params, params, params == counts.params),
         Check(counts.non_trainable, frozen, frozen == counts.non_trainable),
-        macs, field_name)
+        check, field_name, checked_by)
+
+
+def _measured_count(layer: Layer, module: Optional[nn.Module], seen: Optional[Seen],
+                    by_module: Dict[str, int]):
+    """Which analytic figure a layer's count is checked against, by what, and the count for the
+    whole batch (None where it could not be measured): fvcore's where the op declares that
+    fvcore counts it, else a hand count where there is a rule for its module."""
+    field_name = getattr(layer.op, "fvcore", None)
+    if field_name is not None:
+        return field_name, FVCORE, by_module.get(layer.name) if module is not None else None
+    rule = HAND_COUNTS.get(type(module)) if module is not None else None
+    if rule is None:
+        return None, None, None
+    count = None
+    if seen is not None and seen.output is not None:
+        count = rule(module, seen.inputs, seen.output)
+    return "other_ops", HAND_COUNT, count
 
 
 def _count(params, trainable: bool) -> int:
@@ -290,8 +438,8 @@ def _per_image(count: Optional[int], batch: int):
     return count // batch if count % batch == 0 else count / batch
 
 
-def _totals(layers: List[Layer], model: nn.Module, fvcore_total: Optional[int],
-            flops: Optional[int], batch: int) -> Dict[str, Check]:
+def _totals(layers: List[Layer], checks: List[LayerCheck], model: nn.Module,
+            fvcore_total: Optional[int], flops: Optional[int], batch: int) -> Dict[str, Check]:
     counts = [(l, l.counts()) for l in layers]
     macs = sum(c.macs for _, c in counts)
     fvcore_expected = sum(getattr(c, l.op.fvcore) for l, c in counts
@@ -301,12 +449,18 @@ def _totals(layers: List[Layer], model: nn.Module, fvcore_total: Optional[int],
     torch_params = _count(model.parameters(), trainable=True)
     torch_frozen = _count(model.parameters(), trainable=False) + sum(
         b.numel() for b in model.buffers() if b.is_floating_point())
+    hand = [c.count for c in checks if c.checked_by == HAND_COUNT]
+    hand_expected = sum(c.analytic for c in hand)
+    hand_measured = None if any(c.measured is None for c in hand) else sum(
+        c.measured for c in hand)
     return {
-        "macs": Check(macs, None, True),    # the reference for the two below; nothing else
-                                            # measures MACs alone
+        "macs": Check(macs, None, True),    # the reference for fvcore and FlopCounterMode;
+                                            # nothing else measures MACs alone
         "fvcore": Check(fvcore_expected, _per_image(fvcore_total, batch),
                         fvcore_total == fvcore_expected * batch),
         "flopcounter": Check(2 * macs, _per_image(flops, batch), flops == 2 * macs * batch),
+        # the sum of the per-layer hand counts: the other ops nothing else measures
+        "hand_count": Check(hand_expected, hand_measured, hand_measured == hand_expected),
         "params": Check(params, torch_params, params == torch_params),
         "non_trainable": Check(frozen, torch_frozen, frozen == torch_frozen),
     }

@@ -3,7 +3,7 @@ import pytest
 
 from archcalc.core import graph, spec
 from archcalc.errors import SpecError
-from archcalc.core.ops import OPS, Counts
+from archcalc.core.ops import OPS, Counts, numel
 from archcalc.core.ops.base import window_out
 
 
@@ -122,3 +122,41 @@ def test_every_op_documents_itself():
 def test_shape_errors_name_the_layer():
     with pytest.raises(SpecError, match="layer 'p.maxpool': 5×5 window does not fit a 4×4 input"):
         layers_of("  p: {maxpool: {kernel: 5}}\n", "[1, 4, 4]")
+
+
+# --- joins are ops --------------------------------------------------------------------------
+
+def test_joins_are_registered_ops_with_several_inputs():
+    assert OPS["concat"].inputs == OPS["add"].inputs == "many"
+    assert OPS["conv"].inputs == "one"
+    # (4 + 6) channels of one 5×5 map; 2 branches of 3×5×5 summed: one add per element
+    assert OPS["concat"]().output_shape(((4, 5, 5), (6, 5, 5))) == (10, 5, 5)
+    assert OPS["add"]().counts(((3, 5, 5),) * 2, (3, 5, 5)).other_ops == 75
+
+
+def test_a_new_join_needs_no_change_outside_its_class(monkeypatch):
+    """A broadcasting join (as the coming `mul` will be) registered like any op: the spec
+    reader and the graph take it by its `inputs`, not by its name."""
+    from archcalc.core.ops import Join, ShapeError
+
+    class Gate(Join):
+        name = "gate"
+        title = "gate"
+        summary = "a test join: C×H×W times C×1×1, broadcast"
+
+        def output_shape(self, shapes):
+            big, small = shapes[0], shapes[-1]
+            if len(shapes) != 2 or small != (big[0], 1, 1):
+                raise ShapeError(f"cannot broadcast {shapes[1:]} over {big}")
+            return big
+
+        def counts(self, in_shapes, out_shape):
+            return Counts(other_ops=numel(out_shape))
+    monkeypatch.setitem(OPS, "gate", Gate)
+    ls = layers_of("  se: {gate: {x: identity, w: [gap, conv: {out: 3, kernel: 1}]}}\n")
+    by = {l.name: l for l in ls}
+    assert by["se"].kind == "gate" and by["se"].is_join
+    assert by["se"].in_shapes == ((3, 32, 32), (3, 1, 1)) and by["se"].out_shape == (3, 32, 32)
+    assert by["se"].counts().other_ops == 3 * 32 * 32
+    with pytest.raises(SpecError, match="layer 'bad': cannot broadcast"):
+        layers_of("  bad: {gate: [identity, identity, identity]}\n")

@@ -136,3 +136,16 @@ def test_an_op_without_a_torch_builder_is_a_clear_error(monkeypatch):
 
 def test_every_registered_op_has_a_torch_builder():
     assert [name for name, cls in OPS.items() if cls.to_torch is Op.to_torch] == []
+
+
+def test_a_join_runs_its_op_module_and_adds_no_module_name():
+    """concat's module is the op's (to_torch), called by its branches' container, whose name
+    it shares: named_modules() are the graph's names and nothing else."""
+    graph = build(parse("input: [3, 8, 8]\nlayers:\n  mix: {concat: [identity, "
+                        "{conv: {out: 2, kernel: 1}}]}\n", "j.yaml"))
+    model = build_model(graph)
+    names = {n for n, _ in model.named_modules() if n}
+    assert names == {"mix", "mix.b1", "mix.b1.identity", "mix.b2", "mix.b2.conv"}
+    x = torch.randn(1, 3, 8, 8)
+    out = model(x)
+    assert out.shape == (1, 5, 8, 8) and torch.equal(out[:, :3], x)

@@ -138,7 +138,7 @@ def analyze(graph: Graph, heads: bool = False,
 
 def layer_stats(layer: Layer) -> LayerStats:
     c = layer.counts()
-    patch = None if layer.is_join else layer.op.patch()
+    patch = layer.op.patch()
     return LayerStats(layer.name, layer.kind, layer.row, layer.in_shape, layer.out_shape,
                       c.params, c.weights, c.non_trainable, c.macs, c.other_ops, patch)
 
@@ -173,7 +173,7 @@ def row_type(row: Row, ops: List[Layer]) -> str:
     if row.block:
         return row.block
     if row.group.join is not None:
-        return row.group.kind
+        return row.group.join.op.title
     titles = {l.op.title for l in main_ops(ops)}
     return titles.pop() if len(titles) == 1 else "sequence"
 
@@ -189,10 +189,10 @@ def _row_patch(row: Row, ops: List[Layer]) -> Optional[str]:
 def depth(node, kinds: Tuple[str, ...]) -> int:
     """Layers of the given depth kinds on the longest path through ``node``."""
     if isinstance(node, Layer):
-        return 1 if not node.is_join and node.op.depth in kinds else 0
-    if node.kind == "seq":
+        return 1 if node.op.depth in kinds else 0
+    if node.join is None:       # a sequence: its children one after another
         return sum(depth(c, kinds) for c in node.children)
-    return max(depth(c, kinds) for c in node.children)
+    return max(depth(c, kinds) for c in node.children) + depth(node.join, kinds)
 
 
 def audit(figure: PaperFigure, quantity: str, count: int, k: int, tolerance_pct: float) -> PaperCell:

@@ -13,16 +13,15 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from archcalc.errors import Position, SpecError, did_you_mean
 from archcalc.core.ops import OPS, ArgError, Counts, Op, Shape, ShapeError
-from archcalc.core.ops.join import JOINS
 from archcalc.core.spec import Block, Branches, Call, Expr, Head, OpCall, PaperFigure, Seq, Spec, call_args
 
 
 @dataclass
 class Layer:
-    """A primitive layer: one op (or the join of a concat/add) at one place in the network."""
+    """A primitive layer: one op at one place in the network (a join: after its branches)."""
 
     name: str                       # dotted path, also the torch module name
-    op: Any                         # an Op, or a join from ops.join
+    op: Op
     in_shapes: Tuple[Shape, ...]
     out_shape: Shape
     pos: Position
@@ -39,7 +38,8 @@ class Layer:
 
     @property
     def is_join(self) -> bool:
-        return not isinstance(self.op, Op)
+        """An op with several inputs (ops.base.Join): it takes every branch's output."""
+        return self.op.inputs == "many"
 
     def counts(self) -> Counts:
         """What the layer costs, asked of its op once (shapes are fixed once built)."""
@@ -51,11 +51,10 @@ class Layer:
 
 @dataclass
 class Group:
-    """A container: a sequence, or parallel branches ending in a join layer."""
+    """A container: a sequence (``join`` None), or parallel branches ending in a join layer."""
 
     name: str                       # local name within its parent
     path: str                       # dotted path from the root
-    kind: str                       # "seq", "concat" or "add"
     children: List["Node"]
     in_shape: Shape
     out_shape: Shape
@@ -155,7 +154,7 @@ class _Builder:
             return self.branches(expr, name, path, env, shape, row)
         items = expr.items if isinstance(expr, Seq) else [expr]
         children, out = self.sequence(items, path, env, shape, row)
-        return Group(name, path, "seq", children, shape, out)
+        return Group(name, path, children, shape, out)
 
     def sequence(self, items: Sequence[Expr], path, env, shape, row):
         children: List[Node] = []
@@ -188,14 +187,14 @@ class _Builder:
         for local, (_, sub) in zip(names, expr.branches):
             self.previous = start
             groups.append(self.group(sub, local, f"{path}.{local}", env, shape, row, start))
-        join = JOINS[expr.kind]
+        join = OPS[expr.op]()
         shapes = tuple(g.out_shape for g in groups)
         try:
             out = join.output_shape(shapes)
         except ShapeError as exc:
             raise SpecError(f"layer '{path}': {exc}", expr.pos) from None
         layer = Layer(path, join, shapes, out, expr.pos, row)
-        return Group(name, path, expr.kind, groups, shape, out, layer)
+        return Group(name, path, groups, shape, out, layer)
 
     # -- leaves ----------------------------------------------------------------------------
     def layer(self, call: OpCall, path, env, shape, row) -> Layer:
@@ -265,7 +264,7 @@ def _default_name(expr: Expr) -> str:
         return expr.op
     if isinstance(expr, Call):
         return expr.block
-    return expr.kind if isinstance(expr, Branches) else "seq"
+    return expr.op if isinstance(expr, Branches) else "seq"
 
 
 def _local_names(items: Sequence[Expr]) -> List[str]:

@@ -17,7 +17,7 @@ from archcalc.core.ops import OPS
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 PAPER_FIGURE = re.compile(r"^(\d+(?:\.\d+)?)([KMG]?)$")
-STRUCTURAL = ("seq", "concat", "add")
+STRUCTURAL = ("seq",)       # the one key that is not an op: ops with several inputs are ops
 PAPER_QUANTITIES = ("params", "ops")
 
 
@@ -39,7 +39,7 @@ class Seq:
 
 @dataclass
 class Branches:
-    kind: str                                   # "concat" or "add"
+    op: str                                     # a Join's name: "concat", "add"
     branches: List[Tuple[Optional[str], "Expr"]]
     name: Optional[str]
     pos: Position
@@ -324,7 +324,7 @@ class _Reader:
 
     # -- expressions -----------------------------------------------------------------------
     def expr(self, value, pos, where, name=None) -> Expr:
-        """An op, a block call, a list (sequence), or seq/concat/add of sub-expressions."""
+        """An op, a block call, a list (sequence), a seq, or a join (concat, add) of branches."""
         if isinstance(value, yamlpos.PosList):
             return Seq([self.expr(v, value.item_pos[i], where) for i, v in enumerate(value)],
                        name, pos)
@@ -349,7 +349,7 @@ class _Reader:
                 raise SpecError(f"{where}: 'seq' takes a non-empty list", args_pos)
             return Seq([self.expr(v, args.item_pos[i], where) for i, v in enumerate(args)],
                        name, pos)
-        if key in ("concat", "add"):
+        if key in OPS and OPS[key].inputs == "many":
             return Branches(key, self._branches(key, args, args_pos, where), name, pos)
         if key in OPS:
             return self._op(key, args, pos, args_pos, where, name)

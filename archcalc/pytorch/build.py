@@ -2,7 +2,7 @@
 
 Every primitive layer's module comes from its op's ``to_torch``; this module only arranges them
 as the graph does. A sequence becomes a :class:`Sequence`, parallel branches a :class:`Branches`
-that joins them with the join's ``combine`` (so a concat layer ``3a`` is the module ``3a``), and
+that joins them with the join op's module (so a concat layer ``3a`` is the module ``3a``), and
 the rows and heads hang off a :class:`Network`. ``named_modules()`` therefore yields the graph's
 dotted layer names, which is what lets fvcore's ``by_module()`` join the analysis row by row.
 
@@ -47,16 +47,19 @@ class Sequence(nn.Module):
 
 
 class Branches(nn.Module):
-    """Parallel branches on one input, joined (concat, add) by the graph's join."""
+    """Parallel branches on one input, joined (concat, add) by the join op's module.
 
-    def __init__(self, branches: Iterable[Tuple[str, nn.Module]], join):
+    The join module is held, not registered: it is stateless (ops.base.Join), and as a child
+    it would be a module name the graph does not have; this container is the join's layer."""
+
+    def __init__(self, branches: Iterable[Tuple[str, nn.Module]], join: nn.Module):
         super().__init__()
-        self.join = join
+        self.__dict__["join"] = join
         for name, child in branches:
             _attach(self, name, child)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.join.combine([branch(x) for branch in self._modules.values()])
+        return self.join(*[branch(x) for branch in self._modules.values()])
 
 
 class Network(nn.Module):
@@ -122,15 +125,16 @@ def _group(group: Group, drop: Set[str]) -> nn.Module:
             children.append((child.name, _group(child, drop)))
     if group.join is None:
         return Sequence(children)
-    if not callable(getattr(group.join.op, "combine", None)):
-        raise TorchBuildError(f"layer '{group.path}': '{group.join.kind}' has no PyTorch "
-                              "builder", group.join.pos)
-    return Branches(children, group.join.op)
+    join = _layer(group.join)
+    if any(True for _ in join.parameters()) or any(True for _ in join.buffers()):
+        raise TorchBuildError(f"layer '{group.path}': the module of op '{group.join.kind}' has "
+                              "state; a join's module must have none", group.join.pos)
+    return Branches(children, join)
 
 
 def _layer(layer: Layer) -> nn.Module:
     try:
-        module = layer.op.to_torch(layer.in_shape)
+        module = layer.op.to_torch(layer.in_shapes if layer.is_join else layer.in_shape)
     except NotImplementedError:
         raise TorchBuildError(f"layer '{layer.name}': op '{layer.kind}' has no PyTorch builder",
                               layer.pos) from None

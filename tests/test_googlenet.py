@@ -56,7 +56,7 @@ def test_totals(report):
 
 def test_aux_heads_add_their_parameters():
     from tests.conftest import SPECS
-    g = graph.build(spec.load(SPECS / "googlenet.yaml"))
+    g = graph.build(spec.load(SPECS / "googlenet.yaml"), heads=True)
     with_heads = analysis.analyze(g, heads=True)
     assert with_heads.totals.params - 6_998_552 == 6_379_728
     heads = {r.name: r for r in with_heads.rows if r.head}

@@ -97,15 +97,23 @@ class Graph:
     variant: Optional[str]
     input_shape: Shape
     rows: List[Row]
-    heads: List[Row]
+    heads: List[Row]                # empty unless built with heads=True
+    with_heads: bool = False        # whether heads were built (and shape-checked)
 
     def layers(self, heads: bool = False) -> List[Layer]:
+        if heads and not self.with_heads and self.spec.heads:
+            raise ValueError("this graph was built without its heads: build(..., heads=True)")
         rows = self.rows + (self.heads if heads else [])
         return [layer for row in rows for layer in row.group.layers()]
 
 
-def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape] = None) -> Graph:
-    """The layer graph of ``spec`` in ``variant`` (each block's first variant when None)."""
+def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape] = None,
+          heads: bool = False) -> Graph:
+    """The layer graph of ``spec`` in ``variant`` (each block's first variant when None).
+
+    Heads are training-only outputs: they are expanded and shape-checked only with ``heads``,
+    so that a head which does not fit an input (a 5×5 pool on a 4×4 map) does not stop the
+    main network's table. Their ``after:`` names and their own names are checked always."""
     if variant is not None and variant not in spec.variants:
         have = f"this spec has: {', '.join(spec.variants)}" if spec.variants else \
             "this spec has no block with variants"
@@ -120,19 +128,22 @@ def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape
         outputs[row.name] = group.out_shape
         shape = group.out_shape
         builder.previous = row.name
-    heads = []
+    built, named = [], set()
     for head in spec.heads:
         if head.after not in outputs:
             raise SpecError(f"head '{head.name}': no layer named '{head.after}'"
                             f"{did_you_mean(head.after, outputs)}", head.pos)
-        if head.name in outputs or any(h.name == head.name for h in heads):
+        if head.name in outputs or head.name in named:
             raise SpecError(f"the name '{head.name}' is used twice", head.pos)
+        named.add(head.name)
+        if not heads:
+            continue
         builder.previous = head.after
         group = builder.group(head.body, head.name, head.name, {}, outputs[head.after],
                               head.name, head.after)
         block, args = builder.call_info(head.body)
-        heads.append(Row(head.name, group, head.pos, {}, block, args, head))
-    return Graph(spec, variant, tuple(input_shape or spec.input), rows, heads)
+        built.append(Row(head.name, group, head.pos, {}, block, args, head))
+    return Graph(spec, variant, tuple(input_shape or spec.input), rows, built, heads)
 
 
 class _Builder:

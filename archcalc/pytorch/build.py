@@ -101,7 +101,10 @@ class Network(nn.Module):
 
 def build_module(graph: Graph, heads: bool = False, logits: bool = False) -> Network:
     """The network of ``graph``; with ``heads``, its heads too. ``logits`` leaves off an output
-    transform (softmax) that ends the network or a head, for a loss that applies its own."""
+    transform (softmax) that ends the network or a head, for a loss that applies its own.
+    Heads need a graph built with them (``load_graph(..., heads=True)``)."""
+    if heads and graph.spec.heads and not graph.with_heads:
+        raise ArchcalcError("the graph was built without its heads; build it with heads=True")
     rows = graph.rows + (graph.heads if heads else [])
     drop: Set[str] = set()
     if logits:
@@ -158,9 +161,11 @@ SpecLike = Union[str, Path, Spec, Graph]
 
 
 def load_graph(spec: SpecLike, variant: Optional[str] = None,
-               input: Union[str, Tuple[int, ...], List[int], None] = None) -> Graph:
-    """The layer graph of a spec file, a bundled spec's name (``googlenet``), or a loaded Spec.
-    A Graph is returned as it is (``variant`` and ``input`` must then be None)."""
+               input: Union[str, Tuple[int, ...], List[int], None] = None,
+               heads: bool = False) -> Graph:
+    """The layer graph of a spec file, a bundled spec's name (``googlenet``), or a loaded Spec;
+    its heads are built (and shape-checked) only with ``heads``. A Graph is returned as it is
+    (``variant`` and ``input`` must then be None)."""
     if isinstance(spec, Graph):
         if variant is not None or input is not None:
             raise ArchcalcError("variant and input are fixed once a graph is built; pass the "
@@ -172,7 +177,7 @@ def load_graph(spec: SpecLike, variant: Optional[str] = None,
     shape = None
     if input is not None:
         shape = parse_input(input if isinstance(input, str) else list(input), Position("input"))
-    return build(spec, variant, shape)
+    return build(spec, variant, shape, heads=heads)
 
 
 def build_model(spec: SpecLike, variant: Optional[str] = None,
@@ -186,7 +191,7 @@ def build_model(spec: SpecLike, variant: Optional[str] = None,
     final softmax off the main output and the heads, for ``nn.CrossEntropyLoss``.
     Raises ArchcalcError for a bad spec or an op that has no PyTorch builder.
     """
-    return build_module(load_graph(spec, variant, input), heads=heads, logits=logits)
+    return build_module(load_graph(spec, variant, input, heads), heads=heads, logits=logits)
 
 
 def layer_modules(model: nn.Module, layers: Iterable[Layer]) -> Dict[str, Optional[nn.Module]]:

@@ -141,7 +141,7 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ArchcalcError(f"the batch must be a positive integer, got {batch!r}",
                             Position("--batch"))
-    graph = load_graph(spec, variant, input)
+    graph = load_graph(spec, variant, input, heads)
     where, note = resolve_device(device)
     seconds = {}
     start = time.perf_counter()

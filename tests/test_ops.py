@@ -160,3 +160,13 @@ def test_a_new_join_needs_no_change_outside_its_class(monkeypatch):
     assert by["se"].counts().other_ops == 3 * 32 * 32
     with pytest.raises(SpecError, match="layer 'bad': cannot broadcast"):
         layers_of("  bad: {gate: [identity, identity, identity]}\n")
+
+
+def test_pool_same_keeps_its_promise_and_refuses_ceil_on_top():
+    # same: ceil(8 / 2) = 4; ceil mode on top of same's padding would give 5 (PyTorch:
+    # floor((8 + 2·1 - 3 + 1) / 2) + 1 = 5), so the two together are refused
+    ls = layers_of("  p: {maxpool: {kernel: 3, stride: 2, padding: same}}\n", "[3, 8, 8]")
+    assert ls[0].out_shape == (3, 4, 4)
+    with pytest.raises(SpecError, match="'padding: same' already rounds the output up"):
+        layers_of("  p: {avgpool: {kernel: 3, stride: 2, padding: same, ceil: true}}\n",
+                  "[3, 8, 8]")

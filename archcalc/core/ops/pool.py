@@ -27,6 +27,11 @@ class _Window(Op):
             raise ArgError(f"padding {pad[0]}×{pad[1]} is more than half the "
                            f"{kernel[0]}×{kernel[1]} window; pad at most {kernel[0] // 2}×"
                            f"{kernel[1] // 2}, as PyTorch does")
+        if pad == "same" and values.get("ceil"):
+            # same already rounds up (output = ceil(input / stride)); ceil mode on top of its
+            # padding would round again and give one more (8×8 /2: 5×5, not 4×4)
+            raise ArgError("'padding: same' already rounds the output up (ceil(input / "
+                           "stride)); drop 'ceil: true', or give the padding as a number")
         super().__init__(**values)
 
     def _window(self, shape):

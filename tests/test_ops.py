@@ -170,3 +170,40 @@ def test_pool_same_keeps_its_promise_and_refuses_ceil_on_top():
     with pytest.raises(SpecError, match="'padding: same' already rounds the output up"):
         layers_of("  p: {avgpool: {kernel: 3, stride: 2, padding: same, ceil: true}}\n",
                   "[3, 8, 8]")
+
+
+# --- naming block calls -----------------------------------------------------------------------
+
+TWO = ("input: [3, 8, 8]\nblocks:\n  two:\n    args: [a, b]\n"
+       "    body: [conv: {out: a, kernel: 1}, conv: {out: b, kernel: 1}]\nlayers:\n")
+
+
+def names_of(layers_yaml: str):
+    return [l.name for l in graph.build(spec.parse(TWO + layers_yaml, "t.yaml")).layers()]
+
+
+def test_a_block_call_is_named_among_its_arguments_by_name():
+    inside = names_of("  s:\n    - {two: {name: m1, a: 2, b: 3}}\n    - {two: {name: m2, a: 2, b: 3}}\n")
+    beside = names_of("  s:\n    - {name: m1, two: {a: 2, b: 3}}\n    - {name: m2, two: [2, 3]}\n")
+    assert inside == beside == ["s.m1.conv_1", "s.m1.conv_2", "s.m2.conv_1", "s.m2.conv_2"]
+    # a named call that is the whole row is named inside the row, as a named op is
+    assert names_of("  r: {two: {name: x, a: 2, b: 3}}\n") == ["r.x.conv_1", "r.x.conv_2"]
+    assert names_of("  r: {two: {a: 2, b: 3}}\n") == ["r.conv_1", "r.conv_2"]
+
+
+def test_a_block_argument_called_name_stays_an_argument():
+    text = ("input: [3, 8, 8]\nblocks:\n  one:\n    args: [name]\n"
+            "    body: [conv: {out: name, kernel: 1}]\nlayers:\n  r: {one: {name: 4}}\n")
+    ls = graph.build(spec.parse(text, "t.yaml")).layers()
+    assert [(l.name, l.out_shape) for l in ls] == [("r.conv", (4, 8, 8))]
+
+
+def test_naming_a_call_in_its_list_of_arguments_says_how_to_name_it():
+    with pytest.raises(SpecError) as err:
+        names_of("  s: [two: [2, 3, name: m1]]\n")
+    assert str(err.value) == (
+        "t.yaml:7:19: block 'two': a call's name cannot be one of its listed arguments; "
+        "write it beside the call ({name: m1, two: [...]}) or pass the arguments by name with "
+        "the name among them ({two: {name: m1, ...}})")
+    with pytest.raises(SpecError, match="named twice"):
+        names_of("  s: [{name: a, two: {name: b, a: 2, b: 3}}]\n")

@@ -122,7 +122,8 @@ def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape
     shape = tuple(input_shape or spec.input)
     rows, outputs = [], {}
     for row in spec.rows:
-        group = builder.group(row.body, row.name, row.name, {}, shape, row.name, "the input")
+        group = builder.group(_named(row.body), row.name, row.name, {}, shape, row.name,
+                              "the input")
         block, args = builder.call_info(row.body)
         rows.append(Row(row.name, group, row.pos, row.paper, block, args))
         outputs[row.name] = group.out_shape
@@ -139,8 +140,8 @@ def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape
         if not heads:
             continue
         builder.previous = head.after
-        group = builder.group(head.body, head.name, head.name, {}, outputs[head.after],
-                              head.name, head.after)
+        group = builder.group(_named(head.body), head.name, head.name, {},
+                              outputs[head.after], head.name, head.after)
         block, args = builder.call_info(head.body)
         built.append(Row(head.name, group, head.pos, {}, block, args, head))
     return Graph(spec, variant, tuple(input_shape or spec.input), rows, built, heads)
@@ -259,6 +260,15 @@ class _Builder:
             return None, {}
         block = self.spec.blocks[expr.block]
         return block.name, {p: v for p, (v, _) in zip(block.params, call_args(expr, block))}
+
+
+def _named(body: Expr) -> Expr:
+    """A row's body as its container's content. A block call or join that is the whole row is
+    the row itself (``3a.b1x1.conv``); given a ``name``, it is named inside the row, as a named
+    op is (``3a.x.b1x1.conv``)."""
+    if isinstance(body, (Call, Branches)) and body.name is not None:
+        return Seq([body], None, body.pos)
+    return body
 
 
 def _substitute(raw, pos, env):

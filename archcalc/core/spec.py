@@ -320,7 +320,9 @@ class _Reader:
 
     def check_calls(self, spec: Spec) -> None:
         for call in self.called:
-            call_args(call, spec.blocks[call.block])
+            block = spec.blocks[call.block]
+            _name_from_args(call, block)
+            call_args(call, block)
 
     # -- expressions -----------------------------------------------------------------------
     def expr(self, value, pos, where, name=None) -> Expr:
@@ -408,11 +410,30 @@ def call_args(call: Call, block: Block) -> List[Tuple[Any, Position]]:
             raise SpecError(f"block '{block.name}' is missing argument "
                             f"{', '.join(repr(m) for m in missing)}", call.pos)
         return [(mapping[p], mapping.value_pos[p]) for p in block.params]
+    for value, pos in call.args:
+        if isinstance(value, yamlpos.PosDict) and "name" in value:
+            raise SpecError(f"block '{block.name}': a call's name cannot be one of its listed "
+                            f"arguments; write it beside the call ({{name: {value['name']}, "
+                            f"{block.name}: [...]}}) or pass the arguments by name with the name "
+                            f"among them ({{{block.name}: {{name: {value['name']}, ...}}}})", pos)
     if len(call.args) != len(block.params):
         plural = "s" if len(block.params) != 1 else ""
         raise SpecError(f"block '{block.name}' takes {len(block.params)} argument{plural} "
                         f"({', '.join(block.params)}), got {len(call.args)}", call.pos)
     return call.args
+
+
+def _name_from_args(call: Call, block: Block) -> None:
+    """``{inception: {name: m1, n1x1: 64, ...}}``: ``name`` among arguments given by name
+    names the call, unless the block has an argument called ``name``."""
+    args = call.args
+    if not isinstance(args, yamlpos.PosDict) or "name" not in args or "name" in block.params:
+        return
+    if call.name is not None:
+        raise SpecError(f"block '{block.name}': the call is named twice, beside it and among "
+                        "its arguments", args.key_pos["name"])
+    call.name = _name(args["name"], args.value_pos["name"], "name")
+    call.args = _without(args, "name")
 
 
 def _without(mapping: "yamlpos.PosDict", key: str) -> "yamlpos.PosDict":

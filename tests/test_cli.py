@@ -167,3 +167,14 @@ def test_markdown_marks_the_audit_as_the_screen_does():
     assert "+240.3% ✗" in conv1 and "+247.1% ✗" in conv1
     row_3a = next(l for l in out.splitlines() if l.startswith("| 3a "))
     assert "+0.3% ✓" in row_3a
+
+
+def test_table_says_why_the_audit_does_not_apply_and_notes_the_grown_classifier():
+    out = run("table", "googlenet", "--input", "3x448x448")
+    assert ("paper audit not applicable: the paper's figures are for input 3×224×224, not "
+            "3×448×448") in out
+    assert "flagged" not in out and "paper params" not in out
+    assert "note: at input 3×448×448, linear.linear takes 8×8×1024" in out
+    assert "65,537,000 of the 71,510,552 params" in out
+    out = run("table", "googlenet", "--variant", "naive")
+    assert "paper audit not applicable" in out and "'naive'" in out

@@ -207,3 +207,13 @@ def test_naming_a_call_in_its_list_of_arguments_says_how_to_name_it():
         "the name among them ({two: {name: m1, ...}})")
     with pytest.raises(SpecError, match="named twice"):
         names_of("  s: [{name: a, two: {name: b, a: 2, b: 3}}]\n")
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_gives_examples_for_every_argument(name):
+    """The PyTorch-oracle property test (test_verify.py) draws every op's arguments from them:
+    an argument without examples would go untested."""
+    for key, arg in OPS[name].args.items():
+        assert arg.examples, f"{name}.{key} has no examples"
+        for value in arg.examples:
+            arg.check(value)        # raises ArgError for an example the op would refuse

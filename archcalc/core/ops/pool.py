@@ -12,10 +12,14 @@ from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, boolean, feature_
 class _Window(Op):
     depth = "pool"
     args = {
-        "kernel": Arg(pair, required=True, doc="window size, n or [height, width]"),
-        "stride": Arg(pair, None, doc="stride; the kernel size when not given"),
-        "padding": Arg(padding, "valid", doc="'valid' (default), 'same', n or [height, width]"),
-        "ceil": Arg(boolean, False, doc="round the output size up (Caffe's pooling)"),
+        "kernel": Arg(pair, required=True, doc="window size, n or [height, width]",
+                      examples=(1, 2, 3, [2, 3])),
+        "stride": Arg(pair, None, doc="stride; the kernel size when not given",
+                      examples=(1, 2, [1, 2])),
+        "padding": Arg(padding, "valid", doc="'valid' (default), 'same', n or [height, width]",
+                       examples=("valid", "same", 0, 1, [1, 0])),
+        "ceil": Arg(boolean, False, doc="round the output size up (Caffe's pooling)",
+                    examples=(False, True)),
     }
 
     def __init__(self, **values):

@@ -149,3 +149,10 @@ def test_a_join_runs_its_op_module_and_adds_no_module_name():
     x = torch.randn(1, 3, 8, 8)
     out = model(x)
     assert out.shape == (1, 5, 8, 8) and torch.equal(out[:, :3], x)
+
+
+def test_heads_need_a_graph_built_with_them(spec_path):
+    graph = build(load(spec_path("googlenet")))         # heads left out: not built
+    assert graph.heads == [] and not graph.with_heads
+    with pytest.raises(ArchcalcError, match="built without its heads"):
+        build_model(graph, heads=True)

@@ -138,8 +138,8 @@ def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: 
     from archcalc.core import graph
     from archcalc.files import resolve_spec
     from archcalc.core.spec import load
-    return analysis.analyze(graph.build(load(resolve_spec(spec)), variant, input_shape(input)),
-                            heads=heads, tolerance_pct=tolerance)
+    return analysis.analyze(graph.build(load(resolve_spec(spec)), variant, input_shape(input),
+                                        heads=heads), heads=heads, tolerance_pct=tolerance)
 
 
 @app.command()

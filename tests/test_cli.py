@@ -108,6 +108,32 @@ def test_heads_are_rows_when_asked():
     assert data["totals"]["depth"] == 22
 
 
+def test_heads_are_built_only_when_asked(spec_path, tmp_path):
+    """A head that does not fit an input stops `table` only with --heads.
+
+    Stock GoogLeNet cannot show it: its main path needs a larger map than the aux head does.
+    The aux head's 5×5/3 pool needs at least 5×5 after pool3 (its input, 4a's output), while
+    the final 7×7 pool needs 7×7 after pool4, i.e. ceil((s - 3) / 2) + 1 >= 7, s >= 13 after
+    pool3. So this copy ends in global average pooling instead, as adaptations do; then at
+    64×64: conv1 7×7/2 same -> 32, pool1 3×3/2 ceil -> 16, pool2 -> 8, pool3 -> 4; the aux
+    pool's 5×5 window does not fit 4×4, and the main path goes on: pool4 -> 2, gap -> 1."""
+    text = open(spec_path("googlenet"), encoding="utf-8").read()
+    old = "avgpool: {avgpool: {kernel: 7, stride: 1}}"
+    assert old in text
+    path = tmp_path / "googlenet-gap.yaml"
+    path.write_text(text.replace(old, "avgpool: gap"), encoding="utf-8")
+    data = json.loads(run("table", str(path), "--input", "3x64x64", "-f", "json"))
+    assert data["rows"][-1]["output_shape"] == [1000]
+    assert [r["name"] for r in data["rows"] if r["head"]] == []
+    lines = text.splitlines()
+    line = next(i for i, l in enumerate(lines, 1) if "- avgpool: {kernel: 5, stride: 3}" in l)
+    column = lines[line - 1].index("avgpool") + 1
+    result = runner.invoke(app, ["table", str(path), "--input", "3x64x64", "--heads"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"{path}:{line}:{column}: layer 'aux1.avgpool': 5×5 "
+                                     "window does not fit a 4×4 input (after '4a')")
+
+
 def test_specs_lists_the_bundled_ones():
     out = run("specs")
     for name in ("googlenet", "cifar-cnn", "nin"):
@@ -141,3 +167,14 @@ def test_markdown_marks_the_audit_as_the_screen_does():
     assert "+240.3% ✗" in conv1 and "+247.1% ✗" in conv1
     row_3a = next(l for l in out.splitlines() if l.startswith("| 3a "))
     assert "+0.3% ✓" in row_3a
+
+
+def test_table_says_why_the_audit_does_not_apply_and_notes_the_grown_classifier():
+    out = run("table", "googlenet", "--input", "3x448x448")
+    assert ("paper audit not applicable: the paper's figures are for input 3×224×224, not "
+            "3×448×448") in out
+    assert "flagged" not in out and "paper params" not in out
+    assert "note: at input 3×448×448, linear.linear takes 8×8×1024" in out
+    assert "65,537,000 of the 71,510,552 params" in out
+    out = run("table", "googlenet", "--variant", "naive")
+    assert "paper audit not applicable" in out and "'naive'" in out

@@ -26,7 +26,7 @@ values = st.recursive(scalars, lambda inner: st.one_of(
 def run_whole_path(text: str) -> None:
     try:
         s = spec.parse(text, "fuzz.yaml")
-        r = analysis.analyze(graph.build(s), heads=True)
+        r = analysis.analyze(graph.build(s, heads=True), heads=True)
         report.make_table(r)
         table.render_plain(report.make_table(r, detail=True))
         table.to_json(r.to_dict())

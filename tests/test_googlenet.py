@@ -56,7 +56,7 @@ def test_totals(report):
 
 def test_aux_heads_add_their_parameters():
     from tests.conftest import SPECS
-    g = graph.build(spec.load(SPECS / "googlenet.yaml"))
+    g = graph.build(spec.load(SPECS / "googlenet.yaml"), heads=True)
     with_heads = analysis.analyze(g, heads=True)
     assert with_heads.totals.params - 6_998_552 == 6_379_728
     heads = {r.name: r for r in with_heads.rows if r.head}
@@ -127,3 +127,36 @@ def test_layer_names_mirror_the_paper():
                  "3a.pool_proj.proj", "3a", "linear.linear"):
         assert name in names
     assert len(names) == len(set(names))
+
+
+# --- the audit applies only where the paper's figures do ------------------------------------
+
+def test_at_another_input_the_audit_is_skipped_and_the_grown_classifier_noted():
+    from tests.conftest import SPECS
+    r = analysis.analyze(graph.build(spec.load(SPECS / "googlenet.yaml"),
+                                     input_shape=(3, 448, 448)))
+    assert r.audit_skipped == "the paper's figures are for input 3×224×224, not 3×448×448"
+    assert r.flagged == [] and all(not row.paper for row in r.rows)
+    # 448 halves five times (conv1, pool1..pool4) to 14; the fixed 7×7/1 pool leaves
+    # 14 - 7 + 1 = 8, so the linear layer takes 8·8·1024 = 65,536 features:
+    # 65,536 × 1000 weights + 1000 biases = 65,537,000 (1024 × 1000 + 1000 = 1,025,000 at 224)
+    assert [(g.name, g.input_shape, g.params, g.spec_input_shape, g.spec_params)
+            for g in r.grown] == [("linear.linear", (1024, 8, 8), 65_537_000, (1024, 1, 1),
+                                   1_025_000)]
+    # every other layer is as at 224: 6,998,552 - 1,025,000 + 65,537,000
+    assert r.totals.params == 71_510_552
+    data = r.to_dict()
+    assert data["audit_skipped"] == r.audit_skipped
+    assert data["grown_with_input"][0]["input_shape"] == [1024, 8, 8]
+
+
+def test_another_variant_skips_the_audit_the_default_one_does_not():
+    from tests.conftest import SPECS
+    s = spec.load(SPECS / "googlenet.yaml")
+    naive = analysis.analyze(graph.build(s, variant="naive"))
+    assert naive.audit_skipped == ("the paper's figures are for the default variant (reduced), "
+                                   "not 'naive'")
+    assert naive.flagged == [] and naive.grown == []
+    for same in (graph.build(s, variant="reduced"), graph.build(s, input_shape=(3, 224, 224))):
+        r = analysis.analyze(same)
+        assert r.audit_skipped is None and len(r.flagged) == 7

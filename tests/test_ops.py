@@ -3,7 +3,7 @@ import pytest
 
 from archcalc.core import graph, spec
 from archcalc.errors import SpecError
-from archcalc.core.ops import OPS, Counts
+from archcalc.core.ops import OPS, Counts, numel
 from archcalc.core.ops.base import window_out
 
 
@@ -122,3 +122,98 @@ def test_every_op_documents_itself():
 def test_shape_errors_name_the_layer():
     with pytest.raises(SpecError, match="layer 'p.maxpool': 5×5 window does not fit a 4×4 input"):
         layers_of("  p: {maxpool: {kernel: 5}}\n", "[1, 4, 4]")
+
+
+# --- joins are ops --------------------------------------------------------------------------
+
+def test_joins_are_registered_ops_with_several_inputs():
+    assert OPS["concat"].inputs == OPS["add"].inputs == "many"
+    assert OPS["conv"].inputs == "one"
+    # (4 + 6) channels of one 5×5 map; 2 branches of 3×5×5 summed: one add per element
+    assert OPS["concat"]().output_shape(((4, 5, 5), (6, 5, 5))) == (10, 5, 5)
+    assert OPS["add"]().counts(((3, 5, 5),) * 2, (3, 5, 5)).other_ops == 75
+
+
+def test_a_new_join_needs_no_change_outside_its_class(monkeypatch):
+    """A broadcasting join (as the coming `mul` will be) registered like any op: the spec
+    reader and the graph take it by its `inputs`, not by its name."""
+    from archcalc.core.ops import Join, ShapeError
+
+    class Gate(Join):
+        name = "gate"
+        title = "gate"
+        summary = "a test join: C×H×W times C×1×1, broadcast"
+
+        def output_shape(self, shapes):
+            big, small = shapes[0], shapes[-1]
+            if len(shapes) != 2 or small != (big[0], 1, 1):
+                raise ShapeError(f"cannot broadcast {shapes[1:]} over {big}")
+            return big
+
+        def counts(self, in_shapes, out_shape):
+            return Counts(other_ops=numel(out_shape))
+    monkeypatch.setitem(OPS, "gate", Gate)
+    ls = layers_of("  se: {gate: {x: identity, w: [gap, conv: {out: 3, kernel: 1}]}}\n")
+    by = {l.name: l for l in ls}
+    assert by["se"].kind == "gate" and by["se"].is_join
+    assert by["se"].in_shapes == ((3, 32, 32), (3, 1, 1)) and by["se"].out_shape == (3, 32, 32)
+    assert by["se"].counts().other_ops == 3 * 32 * 32
+    with pytest.raises(SpecError, match="layer 'bad': cannot broadcast"):
+        layers_of("  bad: {gate: [identity, identity, identity]}\n")
+
+
+def test_pool_same_keeps_its_promise_and_refuses_ceil_on_top():
+    # same: ceil(8 / 2) = 4; ceil mode on top of same's padding would give 5 (PyTorch:
+    # floor((8 + 2·1 - 3 + 1) / 2) + 1 = 5), so the two together are refused
+    ls = layers_of("  p: {maxpool: {kernel: 3, stride: 2, padding: same}}\n", "[3, 8, 8]")
+    assert ls[0].out_shape == (3, 4, 4)
+    with pytest.raises(SpecError, match="'padding: same' already rounds the output up"):
+        layers_of("  p: {avgpool: {kernel: 3, stride: 2, padding: same, ceil: true}}\n",
+                  "[3, 8, 8]")
+
+
+# --- naming block calls -----------------------------------------------------------------------
+
+TWO = ("input: [3, 8, 8]\nblocks:\n  two:\n    args: [a, b]\n"
+       "    body: [conv: {out: a, kernel: 1}, conv: {out: b, kernel: 1}]\nlayers:\n")
+
+
+def names_of(layers_yaml: str):
+    return [l.name for l in graph.build(spec.parse(TWO + layers_yaml, "t.yaml")).layers()]
+
+
+def test_a_block_call_is_named_among_its_arguments_by_name():
+    inside = names_of("  s:\n    - {two: {name: m1, a: 2, b: 3}}\n    - {two: {name: m2, a: 2, b: 3}}\n")
+    beside = names_of("  s:\n    - {name: m1, two: {a: 2, b: 3}}\n    - {name: m2, two: [2, 3]}\n")
+    assert inside == beside == ["s.m1.conv_1", "s.m1.conv_2", "s.m2.conv_1", "s.m2.conv_2"]
+    # a named call that is the whole row is named inside the row, as a named op is
+    assert names_of("  r: {two: {name: x, a: 2, b: 3}}\n") == ["r.x.conv_1", "r.x.conv_2"]
+    assert names_of("  r: {two: {a: 2, b: 3}}\n") == ["r.conv_1", "r.conv_2"]
+
+
+def test_a_block_argument_called_name_stays_an_argument():
+    text = ("input: [3, 8, 8]\nblocks:\n  one:\n    args: [name]\n"
+            "    body: [conv: {out: name, kernel: 1}]\nlayers:\n  r: {one: {name: 4}}\n")
+    ls = graph.build(spec.parse(text, "t.yaml")).layers()
+    assert [(l.name, l.out_shape) for l in ls] == [("r.conv", (4, 8, 8))]
+
+
+def test_naming_a_call_in_its_list_of_arguments_says_how_to_name_it():
+    with pytest.raises(SpecError) as err:
+        names_of("  s: [two: [2, 3, name: m1]]\n")
+    assert str(err.value) == (
+        "t.yaml:7:19: block 'two': a call's name cannot be one of its listed arguments; "
+        "write it beside the call ({name: m1, two: [...]}) or pass the arguments by name with "
+        "the name among them ({two: {name: m1, ...}})")
+    with pytest.raises(SpecError, match="named twice"):
+        names_of("  s: [{name: a, two: {name: b, a: 2, b: 3}}]\n")
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_gives_examples_for_every_argument(name):
+    """The PyTorch-oracle property test (test_verify.py) draws every op's arguments from them:
+    an argument without examples would go untested."""
+    for key, arg in OPS[name].args.items():
+        assert arg.examples, f"{name}.{key} has no examples"
+        for value in arg.examples:
+            arg.check(value)        # raises ArgError for an example the op would refuse

@@ -38,7 +38,7 @@ def test_exported_lazily_and_import_archcalc_stays_free_of_torch():
 
 @pytest.mark.parametrize("variant", ["reduced", "naive"])
 def test_every_layer_is_a_module_of_the_same_name(spec_path, variant):
-    graph = build(load(spec_path("googlenet")), variant)
+    graph = build(load(spec_path("googlenet")), variant, heads=True)
     with torch.device("meta"):      # structure only: no time spent filling weights
         names = dict(build_model(graph, heads=True).named_modules())
     assert [l.name for l in graph.layers(heads=True) if l.name not in names] == []
@@ -136,3 +136,23 @@ def test_an_op_without_a_torch_builder_is_a_clear_error(monkeypatch):
 
 def test_every_registered_op_has_a_torch_builder():
     assert [name for name, cls in OPS.items() if cls.to_torch is Op.to_torch] == []
+
+
+def test_a_join_runs_its_op_module_and_adds_no_module_name():
+    """concat's module is the op's (to_torch), called by its branches' container, whose name
+    it shares: named_modules() are the graph's names and nothing else."""
+    graph = build(parse("input: [3, 8, 8]\nlayers:\n  mix: {concat: [identity, "
+                        "{conv: {out: 2, kernel: 1}}]}\n", "j.yaml"))
+    model = build_model(graph)
+    names = {n for n, _ in model.named_modules() if n}
+    assert names == {"mix", "mix.b1", "mix.b1.identity", "mix.b2", "mix.b2.conv"}
+    x = torch.randn(1, 3, 8, 8)
+    out = model(x)
+    assert out.shape == (1, 5, 8, 8) and torch.equal(out[:, :3], x)
+
+
+def test_heads_need_a_graph_built_with_them(spec_path):
+    graph = build(load(spec_path("googlenet")))         # heads left out: not built
+    assert graph.heads == [] and not graph.with_heads
+    with pytest.raises(ArchcalcError, match="built without its heads"):
+        build_model(graph, heads=True)

@@ -349,51 +349,35 @@ def test_fvcore_noise_stays_off_the_screen(tmp_path):
 
 
 # --- PyTorch as the oracle for every op -------------------------------------------------------
+# Every registered op, its arguments drawn from its own Arg.examples: an op is covered the
+# moment it is registered (tests/test_ops.py fails when an argument has no examples).
 
-sizes = st.integers(1, 12)
-pairs = st.one_of(st.integers(1, 4), st.lists(st.integers(1, 4), min_size=2, max_size=2))
-pads = st.one_of(st.sampled_from(["same", "valid"]), st.integers(0, 3),
-                 st.lists(st.integers(0, 3), min_size=2, max_size=2))
-
-
-@st.composite
-def conv_layer(draw):
-    groups = draw(st.integers(1, 3))
-    args = {"out": groups * draw(st.integers(1, 4)), "kernel": draw(pairs),
-            "stride": draw(pairs), "padding": draw(pads), "dilation": draw(pairs),
-            "groups": groups, "bias": draw(st.booleans())}
-    return [groups * draw(st.integers(1, 4)), draw(sizes), draw(sizes)], {"conv": args}
+def draw_args(draw, cls):
+    """Each argument from its examples; an optional one is sometimes left to its default."""
+    return {key: draw(st.sampled_from(arg.examples)) for key, arg in cls.args.items()
+            if arg.required or draw(st.booleans())}
 
 
 @st.composite
-def pool_layer(draw):
-    args = {"kernel": draw(pairs), "padding": draw(pads), "ceil": draw(st.booleans())}
-    stride = draw(st.one_of(st.none(), pairs))
-    if stride is not None:
-        args["stride"] = stride
-    op = draw(st.sampled_from(["maxpool", "avgpool"]))
-    return [draw(st.integers(1, 4)), draw(sizes), draw(sizes)], {op: args}
+def op_case(draw, name):
+    """(input shape, one row around op ``name``): a C×H×W map, or for an op with one input
+    sometimes a vector; a join gets two branches, the input itself and a second one that may or
+    may not fit with it (what does not fit is refused by the analysis and not compared)."""
+    cls = OPS[name]
+    channels, size = draw(st.sampled_from([2, 4, 6])), draw(st.integers(1, 9))
+    shape = [channels, size, size]
+    if cls.inputs == "many":
+        other = draw(st.sampled_from([
+            "identity", {"conv": {"out": channels, "kernel": 1}},
+            {"conv": {"out": channels + 2, "kernel": 1}}, ["gap"]]))
+        return shape, {name: ["identity", other]}
+    if draw(st.integers(0, 2)) == 0:
+        shape = [draw(st.integers(1, 24))]
+    args = draw_args(draw, cls)
+    return shape, ({name: args} if args else name)
 
 
-@st.composite
-def other_layer(draw):
-    """Ops with few arguments, on a feature map or (where they take one) a vector."""
-    channels, size = draw(st.integers(1, 6)), draw(sizes)
-    vector = [draw(st.integers(1, 40))]
-    return draw(st.sampled_from([
-        ([channels, size, size], {"linear": {"out": draw(st.integers(1, 9)),
-                                             "bias": draw(st.booleans())}}),
-        (vector, {"linear": {"out": draw(st.integers(1, 9))}}),
-        ([channels, size, size], {"batchnorm": None}),
-        (vector, {"batchnorm": None}),
-        ([channels, size, size], "gap"),
-        ([channels, size, size], {"lrn": {"size": draw(st.integers(1, 7))}}),
-        ([channels, size, size], draw(st.sampled_from(
-            ["relu", "softmax", "dropout", "flatten", "identity"]))),
-    ]))
-
-
-def agrees_with_pytorch(input_shape, layer):
+def agrees_with_pytorch(input_shape, layer, op):
     text = yaml.safe_dump({"input": input_shape, "layers": {"l": layer}})
     try:
         graph = build(parse(text, "prop.yaml"))
@@ -401,25 +385,15 @@ def agrees_with_pytorch(input_shape, layer):
         assume(False)       # the analysis refuses it (does not fit): nothing to compare
     result = verify(graph, device="cpu")
     assert result.ok, (text, disagreements(result))
+    assert op in {l.type for l in result.layers}, text
 
 
-PROPERTY = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.filter_too_much])
-
-
-@PROPERTY
-@given(conv_layer())
-def test_conv_agrees_with_pytorch_and_fvcore(case):
-    agrees_with_pytorch(*case)
-
-
-@PROPERTY
-@given(pool_layer())
-def test_pooling_agrees_with_pytorch(case):
-    agrees_with_pytorch(*case)
-
-
-@settings(max_examples=30, deadline=None)
-@given(other_layer())
-def test_other_ops_agree_with_pytorch_and_fvcore(case):
-    agrees_with_pytorch(*case)
+@pytest.mark.parametrize("op", sorted(OPS))
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_op_agrees_with_pytorch_and_fvcore(op, data):
+    """Output shape (forward hooks), params, non-trainable buffers, and fvcore's count where
+    the op's ``fvcore`` says fvcore counts it: verify's checks, for each registered op."""
+    shape, layer = data.draw(op_case(op))
+    agrees_with_pytorch(shape, layer, op)

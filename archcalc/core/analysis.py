@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Dict, List, Optional, Tuple
 
-from archcalc.core.graph import Graph, Group, Layer, Row
-from archcalc.core.ops import Counts, Shape
-from archcalc.core.spec import PaperFigure
+from archcalc.core.graph import Graph, Group, Layer, Row, build
+from archcalc.core.ops import Counts, Shape, fmt_shape
+from archcalc.core.spec import PaperFigure, Spec
+from archcalc.errors import SpecError
 
 UNIT_POWER = {"": 0, "K": 1, "M": 2, "G": 3}
 DEFAULT_TOLERANCE_PCT = 1.0
@@ -77,6 +78,19 @@ class Totals:
 
 
 @dataclass
+class GrownLayer:
+    """A layer whose parameters depend on the input size: a linear layer fed a map that a
+    fixed-size window (GoogLeNet's 7×7 average pool) leaves larger than 1×1 on a larger input,
+    so the classifier grows with the input. Both sides: here, and at the spec's own input."""
+
+    name: str
+    input_shape: Shape
+    params: int
+    spec_input_shape: Shape         # the layer's input at the spec's input
+    spec_params: int
+
+
+@dataclass
 class Report:
     name: str
     source: str
@@ -88,6 +102,9 @@ class Report:
     totals: Totals
     paper_units: Dict[str, int]
     tolerance_pct: float
+    # why the paper's figures were not audited (they describe another network), or None
+    audit_skipped: Optional[str] = None
+    grown: List[GrownLayer] = field(default_factory=list)
 
     @property
     def flagged(self) -> List[Tuple[str, str]]:
@@ -111,6 +128,8 @@ class Report:
             "rows": [_lists(r) for r in rows],
             "layers": [_lists(asdict(l)) for l in self.layers],
             "totals": asdict(self.totals),
+            "audit_skipped": self.audit_skipped,
+            "grown_with_input": [_lists(asdict(g)) for g in self.grown],
         }
 
 
@@ -122,7 +141,8 @@ def analyze(graph: Graph, heads: bool = False,
             tolerance_pct: float = DEFAULT_TOLERANCE_PCT) -> Report:
     """Counts of every layer and row of ``graph``; heads are included only when asked."""
     units = graph.spec.paper_units
-    rows = [row_stats(r, units, tolerance_pct) for r in graph.rows]
+    skipped = audit_skipped(graph)
+    rows = [row_stats(r, units, tolerance_pct, audited=skipped is None) for r in graph.rows]
     if heads:
         rows += [row_stats(r, units, tolerance_pct) for r in graph.heads]
     layers = [layer_stats(l) for l in graph.layers(heads)]
@@ -133,22 +153,61 @@ def analyze(graph: Graph, heads: bool = False,
                     sum(r.depth_with_pool for r in main))
     spec = graph.spec
     return Report(spec.name, spec.source, spec.path, graph.input_shape, graph.variant, rows,
-                  layers, totals, units, tolerance_pct)
+                  layers, totals, units, tolerance_pct, skipped, grown_layers(graph))
+
+
+def audit_skipped(graph: Graph) -> Optional[str]:
+    """Why the spec's ``paper:`` figures do not describe ``graph``, or None when they do (or
+    there are none): they are for the spec's own input and its blocks' first variants."""
+    spec = graph.spec
+    if not any(r.paper for r in spec.rows):
+        return None
+    reasons = []
+    if tuple(graph.input_shape) != tuple(spec.input):
+        reasons.append(f"the paper's figures are for input {fmt_shape(spec.input)}, not "
+                       f"{fmt_shape(graph.input_shape)}")
+    if not is_default_network(spec, graph.variant):
+        firsts = sorted({next(iter(b.variants)) for b in spec.blocks.values() if b.variants})
+        reasons.append(f"the paper's figures are for the default variant "
+                       f"({', '.join(firsts)}), not '{graph.variant}'")
+    return "; ".join(reasons) or None
+
+
+def is_default_network(spec: Spec, variant: Optional[str]) -> bool:
+    """Whether ``variant`` builds what no variant does: every block in its first variant."""
+    return all(b.expr(variant) is b.expr(None) for b in spec.blocks.values())
+
+
+def grown_layers(graph: Graph) -> List[GrownLayer]:
+    """Layers whose parameters differ from those at the spec's own input (a classifier that
+    grew with the input); none at the spec's input, or when the spec's input does not build."""
+    spec = graph.spec
+    if tuple(graph.input_shape) == tuple(spec.input):
+        return []
+    try:
+        own = {l.name: l for l in build(spec, graph.variant).layers()}
+    except SpecError:
+        return []
+    return [GrownLayer(l.name, l.in_shape, l.counts().params, own[l.name].in_shape,
+                       own[l.name].counts().params)
+            for l in graph.layers() if l.name in own
+            and l.counts().params != own[l.name].counts().params]
 
 
 def layer_stats(layer: Layer) -> LayerStats:
     c = layer.counts()
-    patch = None if layer.is_join else layer.op.patch()
+    patch = layer.op.patch()
     return LayerStats(layer.name, layer.kind, layer.row, layer.in_shape, layer.out_shape,
                       c.params, c.weights, c.non_trainable, c.macs, c.other_ops, patch)
 
 
-def row_stats(row: Row, units: Dict[str, int], tolerance_pct: float) -> RowStats:
+def row_stats(row: Row, units: Dict[str, int], tolerance_pct: float,
+              audited: bool = True) -> RowStats:
     layers = list(row.group.layers())
     c = sum((l.counts() for l in layers), Counts())
     ops = [l for l in layers if not l.is_join]
     paper = {q: audit(fig, q, c.weights if q == "params" else c.macs, units[q], tolerance_pct)
-             for q, fig in row.paper.items()}
+             for q, fig in row.paper.items() if audited}
     return RowStats(
         name=row.name, type=row_type(row, ops), patch=_row_patch(row, ops),
         block_args=dict(row.block_args), output_shape=row.out_shape,
@@ -173,7 +232,7 @@ def row_type(row: Row, ops: List[Layer]) -> str:
     if row.block:
         return row.block
     if row.group.join is not None:
-        return row.group.kind
+        return row.group.join.op.title
     titles = {l.op.title for l in main_ops(ops)}
     return titles.pop() if len(titles) == 1 else "sequence"
 
@@ -189,10 +248,10 @@ def _row_patch(row: Row, ops: List[Layer]) -> Optional[str]:
 def depth(node, kinds: Tuple[str, ...]) -> int:
     """Layers of the given depth kinds on the longest path through ``node``."""
     if isinstance(node, Layer):
-        return 1 if not node.is_join and node.op.depth in kinds else 0
-    if node.kind == "seq":
+        return 1 if node.op.depth in kinds else 0
+    if node.join is None:       # a sequence: its children one after another
         return sum(depth(c, kinds) for c in node.children)
-    return max(depth(c, kinds) for c in node.children)
+    return max(depth(c, kinds) for c in node.children) + depth(node.join, kinds)
 
 
 def audit(figure: PaperFigure, quantity: str, count: int, k: int, tolerance_pct: float) -> PaperCell:

@@ -13,16 +13,15 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from archcalc.errors import Position, SpecError, did_you_mean
 from archcalc.core.ops import OPS, ArgError, Counts, Op, Shape, ShapeError
-from archcalc.core.ops.join import JOINS
 from archcalc.core.spec import Block, Branches, Call, Expr, Head, OpCall, PaperFigure, Seq, Spec, call_args
 
 
 @dataclass
 class Layer:
-    """A primitive layer: one op (or the join of a concat/add) at one place in the network."""
+    """A primitive layer: one op at one place in the network (a join: after its branches)."""
 
     name: str                       # dotted path, also the torch module name
-    op: Any                         # an Op, or a join from ops.join
+    op: Op
     in_shapes: Tuple[Shape, ...]
     out_shape: Shape
     pos: Position
@@ -39,7 +38,8 @@ class Layer:
 
     @property
     def is_join(self) -> bool:
-        return not isinstance(self.op, Op)
+        """An op with several inputs (ops.base.Join): it takes every branch's output."""
+        return self.op.inputs == "many"
 
     def counts(self) -> Counts:
         """What the layer costs, asked of its op once (shapes are fixed once built)."""
@@ -51,11 +51,10 @@ class Layer:
 
 @dataclass
 class Group:
-    """A container: a sequence, or parallel branches ending in a join layer."""
+    """A container: a sequence (``join`` None), or parallel branches ending in a join layer."""
 
     name: str                       # local name within its parent
     path: str                       # dotted path from the root
-    kind: str                       # "seq", "concat" or "add"
     children: List["Node"]
     in_shape: Shape
     out_shape: Shape
@@ -98,15 +97,23 @@ class Graph:
     variant: Optional[str]
     input_shape: Shape
     rows: List[Row]
-    heads: List[Row]
+    heads: List[Row]                # empty unless built with heads=True
+    with_heads: bool = False        # whether heads were built (and shape-checked)
 
     def layers(self, heads: bool = False) -> List[Layer]:
+        if heads and not self.with_heads and self.spec.heads:
+            raise ValueError("this graph was built without its heads: build(..., heads=True)")
         rows = self.rows + (self.heads if heads else [])
         return [layer for row in rows for layer in row.group.layers()]
 
 
-def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape] = None) -> Graph:
-    """The layer graph of ``spec`` in ``variant`` (each block's first variant when None)."""
+def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape] = None,
+          heads: bool = False) -> Graph:
+    """The layer graph of ``spec`` in ``variant`` (each block's first variant when None).
+
+    Heads are training-only outputs: they are expanded and shape-checked only with ``heads``,
+    so that a head which does not fit an input (a 5×5 pool on a 4×4 map) does not stop the
+    main network's table. Their ``after:`` names and their own names are checked always."""
     if variant is not None and variant not in spec.variants:
         have = f"this spec has: {', '.join(spec.variants)}" if spec.variants else \
             "this spec has no block with variants"
@@ -115,25 +122,29 @@ def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape
     shape = tuple(input_shape or spec.input)
     rows, outputs = [], {}
     for row in spec.rows:
-        group = builder.group(row.body, row.name, row.name, {}, shape, row.name, "the input")
+        group = builder.group(_named(row.body), row.name, row.name, {}, shape, row.name,
+                              "the input")
         block, args = builder.call_info(row.body)
         rows.append(Row(row.name, group, row.pos, row.paper, block, args))
         outputs[row.name] = group.out_shape
         shape = group.out_shape
         builder.previous = row.name
-    heads = []
+    built, named = [], set()
     for head in spec.heads:
         if head.after not in outputs:
             raise SpecError(f"head '{head.name}': no layer named '{head.after}'"
                             f"{did_you_mean(head.after, outputs)}", head.pos)
-        if head.name in outputs or any(h.name == head.name for h in heads):
+        if head.name in outputs or head.name in named:
             raise SpecError(f"the name '{head.name}' is used twice", head.pos)
+        named.add(head.name)
+        if not heads:
+            continue
         builder.previous = head.after
-        group = builder.group(head.body, head.name, head.name, {}, outputs[head.after],
-                              head.name, head.after)
+        group = builder.group(_named(head.body), head.name, head.name, {},
+                              outputs[head.after], head.name, head.after)
         block, args = builder.call_info(head.body)
-        heads.append(Row(head.name, group, head.pos, {}, block, args, head))
-    return Graph(spec, variant, tuple(input_shape or spec.input), rows, heads)
+        built.append(Row(head.name, group, head.pos, {}, block, args, head))
+    return Graph(spec, variant, tuple(input_shape or spec.input), rows, built, heads)
 
 
 class _Builder:
@@ -155,7 +166,7 @@ class _Builder:
             return self.branches(expr, name, path, env, shape, row)
         items = expr.items if isinstance(expr, Seq) else [expr]
         children, out = self.sequence(items, path, env, shape, row)
-        return Group(name, path, "seq", children, shape, out)
+        return Group(name, path, children, shape, out)
 
     def sequence(self, items: Sequence[Expr], path, env, shape, row):
         children: List[Node] = []
@@ -188,14 +199,14 @@ class _Builder:
         for local, (_, sub) in zip(names, expr.branches):
             self.previous = start
             groups.append(self.group(sub, local, f"{path}.{local}", env, shape, row, start))
-        join = JOINS[expr.kind]
+        join = OPS[expr.op]()
         shapes = tuple(g.out_shape for g in groups)
         try:
             out = join.output_shape(shapes)
         except ShapeError as exc:
             raise SpecError(f"layer '{path}': {exc}", expr.pos) from None
         layer = Layer(path, join, shapes, out, expr.pos, row)
-        return Group(name, path, expr.kind, groups, shape, out, layer)
+        return Group(name, path, groups, shape, out, layer)
 
     # -- leaves ----------------------------------------------------------------------------
     def layer(self, call: OpCall, path, env, shape, row) -> Layer:
@@ -251,6 +262,15 @@ class _Builder:
         return block.name, {p: v for p, (v, _) in zip(block.params, call_args(expr, block))}
 
 
+def _named(body: Expr) -> Expr:
+    """A row's body as its container's content. A block call or join that is the whole row is
+    the row itself (``3a.b1x1.conv``); given a ``name``, it is named inside the row, as a named
+    op is (``3a.x.b1x1.conv``)."""
+    if isinstance(body, (Call, Branches)) and body.name is not None:
+        return Seq([body], None, body.pos)
+    return body
+
+
 def _substitute(raw, pos, env):
     """A block argument's value where the body names it; anything else unchanged."""
     if isinstance(raw, str) and raw in env:
@@ -265,7 +285,7 @@ def _default_name(expr: Expr) -> str:
         return expr.op
     if isinstance(expr, Call):
         return expr.block
-    return expr.kind if isinstance(expr, Branches) else "seq"
+    return expr.op if isinstance(expr, Branches) else "seq"
 
 
 def _local_names(items: Sequence[Expr]) -> List[str]:

@@ -17,7 +17,7 @@ from archcalc.core.ops import OPS
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 PAPER_FIGURE = re.compile(r"^(\d+(?:\.\d+)?)([KMG]?)$")
-STRUCTURAL = ("seq", "concat", "add")
+STRUCTURAL = ("seq",)       # the one key that is not an op: ops with several inputs are ops
 PAPER_QUANTITIES = ("params", "ops")
 
 
@@ -39,7 +39,7 @@ class Seq:
 
 @dataclass
 class Branches:
-    kind: str                                   # "concat" or "add"
+    op: str                                     # a Join's name: "concat", "add"
     branches: List[Tuple[Optional[str], "Expr"]]
     name: Optional[str]
     pos: Position
@@ -320,11 +320,13 @@ class _Reader:
 
     def check_calls(self, spec: Spec) -> None:
         for call in self.called:
-            call_args(call, spec.blocks[call.block])
+            block = spec.blocks[call.block]
+            _name_from_args(call, block)
+            call_args(call, block)
 
     # -- expressions -----------------------------------------------------------------------
     def expr(self, value, pos, where, name=None) -> Expr:
-        """An op, a block call, a list (sequence), or seq/concat/add of sub-expressions."""
+        """An op, a block call, a list (sequence), a seq, or a join (concat, add) of branches."""
         if isinstance(value, yamlpos.PosList):
             return Seq([self.expr(v, value.item_pos[i], where) for i, v in enumerate(value)],
                        name, pos)
@@ -349,7 +351,7 @@ class _Reader:
                 raise SpecError(f"{where}: 'seq' takes a non-empty list", args_pos)
             return Seq([self.expr(v, args.item_pos[i], where) for i, v in enumerate(args)],
                        name, pos)
-        if key in ("concat", "add"):
+        if key in OPS and OPS[key].inputs == "many":
             return Branches(key, self._branches(key, args, args_pos, where), name, pos)
         if key in OPS:
             return self._op(key, args, pos, args_pos, where, name)
@@ -408,11 +410,30 @@ def call_args(call: Call, block: Block) -> List[Tuple[Any, Position]]:
             raise SpecError(f"block '{block.name}' is missing argument "
                             f"{', '.join(repr(m) for m in missing)}", call.pos)
         return [(mapping[p], mapping.value_pos[p]) for p in block.params]
+    for value, pos in call.args:
+        if isinstance(value, yamlpos.PosDict) and "name" in value:
+            raise SpecError(f"block '{block.name}': a call's name cannot be one of its listed "
+                            f"arguments; write it beside the call ({{name: {value['name']}, "
+                            f"{block.name}: [...]}}) or pass the arguments by name with the name "
+                            f"among them ({{{block.name}: {{name: {value['name']}, ...}}}})", pos)
     if len(call.args) != len(block.params):
         plural = "s" if len(block.params) != 1 else ""
         raise SpecError(f"block '{block.name}' takes {len(block.params)} argument{plural} "
                         f"({', '.join(block.params)}), got {len(call.args)}", call.pos)
     return call.args
+
+
+def _name_from_args(call: Call, block: Block) -> None:
+    """``{inception: {name: m1, n1x1: 64, ...}}``: ``name`` among arguments given by name
+    names the call, unless the block has an argument called ``name``."""
+    args = call.args
+    if not isinstance(args, yamlpos.PosDict) or "name" not in args or "name" in block.params:
+        return
+    if call.name is not None:
+        raise SpecError(f"block '{block.name}': the call is named twice, beside it and among "
+                        "its arguments", args.key_pos["name"])
+    call.name = _name(args["name"], args.value_pos["name"], "name")
+    call.args = _without(args, "name")
 
 
 def _without(mapping: "yamlpos.PosDict", key: str) -> "yamlpos.PosDict":

@@ -2,7 +2,7 @@
 
 Every primitive layer's module comes from its op's ``to_torch``; this module only arranges them
 as the graph does. A sequence becomes a :class:`Sequence`, parallel branches a :class:`Branches`
-that joins them with the join's ``combine`` (so a concat layer ``3a`` is the module ``3a``), and
+that joins them with the join op's module (so a concat layer ``3a`` is the module ``3a``), and
 the rows and heads hang off a :class:`Network`. ``named_modules()`` therefore yields the graph's
 dotted layer names, which is what lets fvcore's ``by_module()`` join the analysis row by row.
 
@@ -47,16 +47,19 @@ class Sequence(nn.Module):
 
 
 class Branches(nn.Module):
-    """Parallel branches on one input, joined (concat, add) by the graph's join."""
+    """Parallel branches on one input, joined (concat, add) by the join op's module.
 
-    def __init__(self, branches: Iterable[Tuple[str, nn.Module]], join):
+    The join module is held, not registered: it is stateless (ops.base.Join), and as a child
+    it would be a module name the graph does not have; this container is the join's layer."""
+
+    def __init__(self, branches: Iterable[Tuple[str, nn.Module]], join: nn.Module):
         super().__init__()
-        self.join = join
+        self.__dict__["join"] = join
         for name, child in branches:
             _attach(self, name, child)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.join.combine([branch(x) for branch in self._modules.values()])
+        return self.join(*[branch(x) for branch in self._modules.values()])
 
 
 class Network(nn.Module):
@@ -98,7 +101,10 @@ class Network(nn.Module):
 
 def build_module(graph: Graph, heads: bool = False, logits: bool = False) -> Network:
     """The network of ``graph``; with ``heads``, its heads too. ``logits`` leaves off an output
-    transform (softmax) that ends the network or a head, for a loss that applies its own."""
+    transform (softmax) that ends the network or a head, for a loss that applies its own.
+    Heads need a graph built with them (``load_graph(..., heads=True)``)."""
+    if heads and graph.spec.heads and not graph.with_heads:
+        raise ArchcalcError("the graph was built without its heads; build it with heads=True")
     rows = graph.rows + (graph.heads if heads else [])
     drop: Set[str] = set()
     if logits:
@@ -122,15 +128,16 @@ def _group(group: Group, drop: Set[str]) -> nn.Module:
             children.append((child.name, _group(child, drop)))
     if group.join is None:
         return Sequence(children)
-    if not callable(getattr(group.join.op, "combine", None)):
-        raise TorchBuildError(f"layer '{group.path}': '{group.join.kind}' has no PyTorch "
-                              "builder", group.join.pos)
-    return Branches(children, group.join.op)
+    join = _layer(group.join)
+    if any(True for _ in join.parameters()) or any(True for _ in join.buffers()):
+        raise TorchBuildError(f"layer '{group.path}': the module of op '{group.join.kind}' has "
+                              "state; a join's module must have none", group.join.pos)
+    return Branches(children, join)
 
 
 def _layer(layer: Layer) -> nn.Module:
     try:
-        module = layer.op.to_torch(layer.in_shape)
+        module = layer.op.to_torch(layer.in_shapes if layer.is_join else layer.in_shape)
     except NotImplementedError:
         raise TorchBuildError(f"layer '{layer.name}': op '{layer.kind}' has no PyTorch builder",
                               layer.pos) from None
@@ -154,9 +161,11 @@ SpecLike = Union[str, Path, Spec, Graph]
 
 
 def load_graph(spec: SpecLike, variant: Optional[str] = None,
-               input: Union[str, Tuple[int, ...], List[int], None] = None) -> Graph:
-    """The layer graph of a spec file, a bundled spec's name (``googlenet``), or a loaded Spec.
-    A Graph is returned as it is (``variant`` and ``input`` must then be None)."""
+               input: Union[str, Tuple[int, ...], List[int], None] = None,
+               heads: bool = False) -> Graph:
+    """The layer graph of a spec file, a bundled spec's name (``googlenet``), or a loaded Spec;
+    its heads are built (and shape-checked) only with ``heads``. A Graph is returned as it is
+    (``variant`` and ``input`` must then be None)."""
     if isinstance(spec, Graph):
         if variant is not None or input is not None:
             raise ArchcalcError("variant and input are fixed once a graph is built; pass the "
@@ -168,7 +177,7 @@ def load_graph(spec: SpecLike, variant: Optional[str] = None,
     shape = None
     if input is not None:
         shape = parse_input(input if isinstance(input, str) else list(input), Position("input"))
-    return build(spec, variant, shape)
+    return build(spec, variant, shape, heads=heads)
 
 
 def build_model(spec: SpecLike, variant: Optional[str] = None,
@@ -182,7 +191,7 @@ def build_model(spec: SpecLike, variant: Optional[str] = None,
     final softmax off the main output and the heads, for ``nn.CrossEntropyLoss``.
     Raises ArchcalcError for a bad spec or an op that has no PyTorch builder.
     """
-    return build_module(load_graph(spec, variant, input), heads=heads, logits=logits)
+    return build_module(load_graph(spec, variant, input, heads), heads=heads, logits=logits)
 
 
 def layer_modules(model: nn.Module, layers: Iterable[Layer]) -> Dict[str, Optional[nn.Module]]:

@@ -35,6 +35,7 @@ from torch import nn
 from archcalc.errors import ArchcalcError, Position
 from archcalc.pytorch.devices import resolve_device
 from archcalc.core.graph import Layer
+from archcalc.pytorch import modules
 from archcalc.pytorch.build import Branches, SpecLike, build_module, layer_modules, load_graph
 
 Shape = Tuple[int, ...]
@@ -167,7 +168,7 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ArchcalcError(f"the batch size must be a positive integer, got {batch!r}",
                             Position("--batch-size"))
-    graph = load_graph(spec, variant, input)
+    graph = load_graph(spec, variant, input, heads)
     where, note = resolve_device(device)
     seconds = {}
     start = time.perf_counter()
@@ -321,15 +322,10 @@ def _concat(module, inputs, out) -> int:
 
 
 def _branches(module, inputs, out) -> Optional[int]:
-    """build.Branches applies its group's join to the branches' outputs. Which join that was
-    shows in the shapes: a sum keeps the branches' shape, a concatenation stacks their channels
-    (one branch: either, and both count 0). Neither: no count to offer."""
-    if inputs and all(s == out for s in inputs):
-        return _add(module, inputs, out)
-    if inputs and all(s[:1] + s[2:] == out[:1] + out[2:] for s in inputs) and \
-            sum(s[1] for s in inputs) == out[1]:
-        return _concat(module, inputs, out)
-    return None
+    """build.Branches applies its group's join module (modules.Concat, modules.Add) to the
+    branches' outputs: the count is that module's, when a rule knows it."""
+    rule = HAND_COUNTS.get(type(module.join))
+    return rule(module.join, inputs, out) if rule else None
 
 
 HAND_COUNTS: Dict[type, HandCount] = {
@@ -337,7 +333,8 @@ HAND_COUNTS: Dict[type, HandCount] = {
     nn.MaxPool2d: _per_window_element, nn.AvgPool2d: _per_window_element,
     nn.LocalResponseNorm: _lrn,
     nn.Dropout: _no_work, nn.Flatten: _no_work, nn.Identity: _no_work,
-    Branches: _branches,    # a join module of its own would take _add or _concat here
+    modules.Add: _add, modules.Concat: _concat,
+    Branches: _branches,
 }
 
 # Modules that combine the outputs of their children rather than their own inputs: the join

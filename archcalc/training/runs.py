@@ -286,7 +286,7 @@ def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Jo
     from archcalc.core import analysis
     from archcalc.pytorch.build import build_module, load_graph
 
-    graph = load_graph(info.spec, info.variant, None)
+    graph = load_graph(info.spec, info.variant, None, heads=True)
     check_fit(Path(info.spec).stem, graph.input_shape, graph.rows[-1].out_shape, dataset)
     info.heads = bool(graph.heads)
     torch.manual_seed(config.seed)      # the initial weights repeat with the seed too

@@ -78,17 +78,30 @@ def paper_table(report: Report) -> Table:
     notes += [f"block args of {name}: {', '.join(args)}" for name, args in blocks.items()]
     if audited:
         notes.append(audit_note(report))
+    notes += [grown_note(report, g) for g in report.grown]
     summary = [f"depth {t.depth} layers with weights ({t.depth_with_pool} counting pooling) · "
                f"params {t.params:,} ({t.weights:,} weights without biases) · "
                f"MACs {t.macs:,}"]
     if t.non_trainable:
         summary.append(f"non-trainable values (BatchNorm statistics): {t.non_trainable:,}")
+    if report.audit_skipped:
+        summary.append(f"paper audit not applicable: {report.audit_skipped}")
     if audited:
         flagged = report.flagged
         listed = ", ".join(f"{n} {q}" for n, q in flagged) or "none"
         summary.append(f"audit: {len(flagged)} of {sum(len(r.paper) for r in report.rows)} "
                        f"published figures flagged: {listed}")
     return Table(title_of(report), notes, columns, rows, footer, summary, flags)
+
+
+def grown_note(report: Report, g) -> str:
+    """A classifier that grew with the input (analysis.GrownLayer), as one note line."""
+    def fed(shape):
+        return "×".join(map(str, shape[1:] + shape[:1]))  # H×W×C, as the table shows maps
+    return (f"note: at input {'×'.join(map(str, report.input))}, {g.name} takes "
+            f"{fed(g.input_shape)} ({fed(g.spec_input_shape)} at the spec's input), so it has "
+            f"{g.params:,} of the {report.totals.params:,} params ({g.spec_params:,} at the "
+            "spec's input): a fixed-size window before it leaves a larger map on a larger input")
 
 
 def detail_table(report: Report) -> Table:

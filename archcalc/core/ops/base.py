@@ -2,7 +2,11 @@
 
 An op class is the one place that knows an op type. The spec reader validates arguments through
 its ``args`` table, the graph asks it for output shapes, the analyzer for counts, the torch
-builder for a module. Nothing outside ``archcalc/ops`` branches on op names.
+builder for a module. Nothing outside ``archcalc/core/ops`` branches on op names.
+
+Most ops take one input. A :class:`Join` takes several (the branches of a concat or a residual
+add): the same interface over a tuple of input shapes, and the spec writes its inputs as
+branches. Whether an op takes one input or several is the class attribute ``inputs``.
 """
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ class Arg:
     default: Any = None
     required: bool = False
     doc: str = ""
+    # Values as a spec writes them, each one ``check`` accepts: the PyTorch-oracle property test
+    # (tests/test_verify.py) draws every registered op's arguments from them.
+    examples: Tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,9 @@ class Op:
     fvcore: ClassVar[Optional[str]] = None
     # Turns logits into probabilities (softmax): build_model(logits=True) leaves it off the end.
     output_transform: ClassVar[bool] = False
+    # "one": output_shape(shape), counts(in_shape, out_shape), to_torch(in_shape);
+    # "many" (a Join): the same methods over a tuple of input shapes, one per branch.
+    inputs: ClassVar[str] = "one"
 
     def __init__(self, **values: Any):
         self.a = values  # validated, normalized argument values
@@ -100,6 +110,27 @@ class Op:
 
     # --- what the torch builder asks (imports torch lazily) ---------------------------------
     def to_torch(self, in_shape: Shape):
+        raise NotImplementedError(f"op '{self.name}' has no PyTorch builder")
+
+
+class Join(Op):
+    """An op with several inputs, written in a spec as two or more branches on one input:
+    ``concat: [...]``, ``add: {main: ..., skip: ...}``. Subclasses override ``output_shape``
+    (refusing shapes that do not fit together with a ShapeError), ``counts`` and ``to_torch``,
+    whose module's ``forward`` takes one tensor per branch, in order. Such a module must be
+    stateless (no parameters, no buffers): the torch builder calls it from the branches'
+    container, whose name it shares. An elementwise op that broadcasts (a gating multiply,
+    ``C×H×W`` by ``C×1×1``) is a Join whose ``output_shape`` broadcasts."""
+
+    inputs = "many"
+
+    def output_shape(self, shapes: Tuple[Shape, ...]) -> Shape:  # type: ignore[override]
+        raise NotImplementedError
+
+    def counts(self, in_shapes: Tuple[Shape, ...], out_shape: Shape) -> Counts:  # type: ignore[override]
+        return Counts()
+
+    def to_torch(self, in_shapes: Tuple[Shape, ...]):  # type: ignore[override]
         raise NotImplementedError(f"op '{self.name}' has no PyTorch builder")
 
 

@@ -13,14 +13,20 @@ class Conv(Op):
     depth = "weights"
     fvcore = "macs"
     args = {
-        "out": Arg(positive_int, required=True, doc="output channels"),
-        "kernel": Arg(pair, required=True, doc="kernel size, n or [height, width]"),
-        "stride": Arg(pair, 1, doc="stride, n or [height, width]"),
-        "padding": Arg(padding, "same", doc="'same', 'valid', n or [height, width]"),
-        "dilation": Arg(pair, 1, doc="spacing between kernel elements"),
-        "groups": Arg(positive_int, 1, doc="channel groups; input and output channels must divide"),
-        "bias": Arg(boolean, True, doc="add a learned bias per output channel"),
-        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu"),
+        "out": Arg(positive_int, required=True, doc="output channels",
+                   examples=(2, 4, 6)),
+        "kernel": Arg(pair, required=True, doc="kernel size, n or [height, width]",
+                      examples=(1, 2, 3, [1, 3], [3, 2])),
+        "stride": Arg(pair, 1, doc="stride, n or [height, width]", examples=(1, 2, [2, 1])),
+        "padding": Arg(padding, "same", doc="'same', 'valid', n or [height, width]",
+                       examples=("same", "valid", 0, 1, [2, 0])),
+        "dilation": Arg(pair, 1, doc="spacing between kernel elements", examples=(1, 2, [1, 2])),
+        "groups": Arg(positive_int, 1, doc="channel groups; input and output channels must divide",
+                      examples=(1, 2)),
+        "bias": Arg(boolean, True, doc="add a learned bias per output channel",
+                    examples=(True, False)),
+        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
+                   examples=("none", "relu")),
     }
 
     def __init__(self, **values):

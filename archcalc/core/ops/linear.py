@@ -13,9 +13,11 @@ class Linear(Op):
     depth = "weights"
     fvcore = "macs"
     args = {
-        "out": Arg(positive_int, required=True, doc="output features"),
-        "bias": Arg(boolean, True, doc="add a learned bias per output feature"),
-        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu"),
+        "out": Arg(positive_int, required=True, doc="output features", examples=(1, 5, 10)),
+        "bias": Arg(boolean, True, doc="add a learned bias per output feature",
+                    examples=(True, False)),
+        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
+                   examples=("none", "relu", "softmax")),
     }
 
     def output_shape(self, shape):

@@ -12,9 +12,11 @@ class BatchNorm(Op):
     summary = "batch normalization over channels (2-D maps) or features (vectors)"
     fvcore = "other_ops"    # fvcore's eval-mode batch_norm: 2 per element, as other_ops here
     args = {
-        "eps": Arg(positive_number, 1e-5, doc="added to the variance"),
-        "momentum": Arg(probability, 0.1, doc="running-statistics update rate (PyTorch's sense)"),
-        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu"),
+        "eps": Arg(positive_number, 1e-5, doc="added to the variance", examples=(1e-5, 1e-3)),
+        "momentum": Arg(probability, 0.1, doc="running-statistics update rate (PyTorch's sense)",
+                        examples=(0.1, 0.01)),
+        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
+                   examples=("none", "relu")),
     }
 
     def output_shape(self, shape):
@@ -40,10 +42,11 @@ class LRN(Op):
     title = "local response norm"
     summary = "local response normalization across channels (AlexNet, Caffe's GoogLeNet)"
     args = {
-        "size": Arg(positive_int, 5, doc="channels in each normalization window"),
-        "alpha": Arg(positive_number, 1e-4, doc="scale"),
-        "beta": Arg(positive_number, 0.75, doc="exponent"),
-        "k": Arg(positive_number, 1.0, doc="additive constant"),
+        "size": Arg(positive_int, 5, doc="channels in each normalization window",
+                    examples=(1, 3, 5)),
+        "alpha": Arg(positive_number, 1e-4, doc="scale", examples=(1e-4, 0.5)),
+        "beta": Arg(positive_number, 0.75, doc="exponent", examples=(0.75, 2)),
+        "k": Arg(positive_number, 1.0, doc="additive constant", examples=(1, 2.5)),
     }
 
     def output_shape(self, shape):

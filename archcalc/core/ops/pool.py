@@ -12,10 +12,14 @@ from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, boolean, feature_
 class _Window(Op):
     depth = "pool"
     args = {
-        "kernel": Arg(pair, required=True, doc="window size, n or [height, width]"),
-        "stride": Arg(pair, None, doc="stride; the kernel size when not given"),
-        "padding": Arg(padding, "valid", doc="'valid' (default), 'same', n or [height, width]"),
-        "ceil": Arg(boolean, False, doc="round the output size up (Caffe's pooling)"),
+        "kernel": Arg(pair, required=True, doc="window size, n or [height, width]",
+                      examples=(1, 2, 3, [2, 3])),
+        "stride": Arg(pair, None, doc="stride; the kernel size when not given",
+                      examples=(1, 2, [1, 2])),
+        "padding": Arg(padding, "valid", doc="'valid' (default), 'same', n or [height, width]",
+                       examples=("valid", "same", 0, 1, [1, 0])),
+        "ceil": Arg(boolean, False, doc="round the output size up (Caffe's pooling)",
+                    examples=(False, True)),
     }
 
     def __init__(self, **values):
@@ -27,6 +31,11 @@ class _Window(Op):
             raise ArgError(f"padding {pad[0]}×{pad[1]} is more than half the "
                            f"{kernel[0]}×{kernel[1]} window; pad at most {kernel[0] // 2}×"
                            f"{kernel[1] // 2}, as PyTorch does")
+        if pad == "same" and values.get("ceil"):
+            # same already rounds up (output = ceil(input / stride)); ceil mode on top of its
+            # padding would round again and give one more (8×8 /2: 5×5, not 4×4)
+            raise ArgError("'padding: same' already rounds the output up (ceil(input / "
+                           "stride)); drop 'ceil: true', or give the padding as a number")
         super().__init__(**values)
 
     def _window(self, shape):

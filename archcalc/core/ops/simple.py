@@ -40,7 +40,7 @@ class Dropout(Op):
     name = "dropout"
     title = "dropout"
     summary = "zeroes a random fraction p of activations in training; identity at inference"
-    args = {"p": Arg(probability, 0.5, doc="fraction dropped")}
+    args = {"p": Arg(probability, 0.5, doc="fraction dropped", examples=(0.0, 0.5))}
 
     def to_torch(self, in_shape):
         from torch import nn

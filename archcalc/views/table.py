@@ -7,6 +7,8 @@ command's view (``views/report.py``, ``views/compare.py`` ...) builds a Table fr
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import dataclass, field
 from typing import Any, List
@@ -151,10 +153,9 @@ def render_plain(table: Table, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_frame(table: Table, plain: bool = True):
-    """The table as a DataFrame of text: machine-readable numbers when ``plain`` (CSV), else
-    the cells as on screen, audit marks included (Markdown)."""
-    import pandas as pd
+def text_rows(table: Table, plain: bool = True) -> List[List[str]]:
+    """The rows (and the totals row) as text: machine-readable numbers when ``plain`` (CSV),
+    else the cells as on screen, audit marks included (Markdown)."""
     if plain:
         rows = [[fmt_cell(v, c.kind, True) for v, c in zip(row, table.columns)]
                 for row in table.rows]
@@ -163,19 +164,27 @@ def to_frame(table: Table, plain: bool = True):
                 for r in range(len(table.rows))]
     if table.footer:
         rows.append([fmt_cell(v, c.kind, plain) for v, c in zip(table.footer, table.columns)])
-    return pd.DataFrame(rows, columns=[c.header for c in table.columns])
+    return rows
 
 
 def to_csv(table: Table) -> str:
-    return to_frame(table, plain=True).to_csv(index=False, lineterminator="\n")
+    """CSV with the stdlib: an export needs no data-frame library."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([c.header for c in table.columns])
+    writer.writerows(text_rows(table, plain=True))
+    return buf.getvalue()
 
 
 def to_markdown(table: Table) -> str:
+    """A pipe table (tabulate), numbers right-aligned, as GitHub renders it."""
+    from tabulate import tabulate
     align = ["right" if _numeric(c) else "left" for c in table.columns]
-    frame = to_frame(table, plain=False)
+    body = tabulate(text_rows(table, plain=False), [c.header for c in table.columns],
+                    tablefmt="pipe", colalign=align)
     lines = [f"**{table.title}**", ""]
     lines += [f"{note}  " for note in table.notes]
-    lines += ["", frame.to_markdown(index=False, colalign=align), ""]
+    lines += ["", body, ""]
     lines += [f"{line}  " for line in table.summary]
     return "\n".join(lines).rstrip() + "\n"
 

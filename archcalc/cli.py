@@ -186,13 +186,14 @@ def table(
 def specs() -> None:
     """List the specs that ship with archcalc (usable by name, from any folder)."""
     from rich.table import Table as RichTable
+    from archcalc.core.ops import fmt_shape
     from archcalc.files import bundled_specs
     from archcalc.core.spec import load
     tab = RichTable("name", "network", "input", "description", box=None, title_justify="left")
     for path in bundled_specs():
         with user_errors():
             s = load(path)
-        tab.add_row(path.stem, s.name, "×".join(map(str, s.input)), s.description or s.source)
+        tab.add_row(path.stem, s.name, fmt_shape(s.input), s.description or s.source)
     console().print(tab)
 
 

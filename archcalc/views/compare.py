@@ -4,12 +4,24 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 from archcalc.core.compare import Comparison, Pair, ratio
+from archcalc.core.ops import fmt_shape
 from archcalc.views.table import Column, Table
 
 
 def to_dict(c: Comparison) -> dict:
     """The JSON contract: the comparison's numbers and its verdict."""
     return {**c.to_dict(), "verdict": verdict(c)}
+
+
+def title(c: Comparison) -> str:
+    """What the table and the figure are headed with: the two sides and their input."""
+    a, b = c.a, c.b
+    if c.mode == "variants":
+        return f"{a.spec.name} · {a.label} vs {b.label} · input {fmt_shape(a.input)}"
+    inputs = fmt_shape(a.input) if a.input == b.input else \
+        f"{fmt_shape(a.input)} vs {fmt_shape(b.input)}"
+    variant = f" · variant {a.variant}" if a.variant else ""
+    return f"{a.label} ({a.spec.name}) vs {b.label} ({b.spec.name}) · input {inputs}{variant}"
 
 
 # --- the verdict ---------------------------------------------------------------------------
@@ -119,7 +131,7 @@ def _variants_table(c: Comparison) -> Table:
               f"network: every module in one variant, fed by the one before, so widths "
               f"compound; 'out (network)' are its output channels there (heads left out)",
               _units_note(A, B)]
-    return Table(c.title, notes, columns, rows, footer, _network_lines(c))
+    return Table(title(c), notes, columns, rows, footer, _network_lines(c))
 
 
 def _specs_table(c: Comparison) -> Table:
@@ -140,7 +152,7 @@ def _specs_table(c: Comparison) -> Table:
         footer += [c.a.total(q), c.b.total(q), c.a.total(q) - c.b.total(q), c.ratio(q)]
     notes = [f"rows matched by name; a row only one spec has is marked so (heads left out)",
              _units_note(A, B), f"Δ = {A} − {B}"]
-    return Table(c.title, notes, columns, rows, footer, _network_lines(c))
+    return Table(title(c), notes, columns, rows, footer, _network_lines(c))
 
 
 def _units_note(a: str, b: str) -> str:

@@ -16,8 +16,7 @@ STYLES = ("paper", "keras")
 # --- building tables from a report ---------------------------------------------------------
 
 def title_of(report: Report) -> str:
-    shape = "×".join(map(str, report.input))
-    parts = [report.name, f"input {shape}"]
+    parts = [report.name, f"input {fmt_shape(report.input)}"]
     if report.variant:
         parts.append(f"variant {report.variant}")
     return " · ".join(parts)

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, List
 
+from archcalc.core.ops import fmt_shape
+
 UNIT_LETTERS = ("", "K", "M", "G")
 
 
@@ -65,12 +67,20 @@ def fmt_cell(value: Any, kind: str, plain: bool = False) -> str:
     return str(value)
 
 
+def human(value: float, zeros: bool = False) -> str:
+    """3 significant digits and an SI letter: 97.5M, 1.58G, 163K; ``zeros`` keeps 7.00M so."""
+    spec = "#.3g" if zeros and value else ".3g"
+    for power, letter in ((9, "G"), (6, "M"), (3, "K"), (0, "")):
+        if abs(value) >= 0.9995 * 10 ** power or not power:     # 999,500 is 1.00M, not 1e+03K
+            return f"{value / 10 ** power:{spec}}".rstrip(".") + letter
+
+
 def paper_shape(shape) -> str:
     """The paper's H×W×C for a C×H×W map; a vector as its length."""
     if len(shape) == 3:
         c, h, w = shape
-        return f"{h}×{w}×{c}"
-    return "×".join(map(str, shape))
+        return fmt_shape((h, w, c))
+    return fmt_shape(shape)
 
 
 # --- renderers -----------------------------------------------------------------------------

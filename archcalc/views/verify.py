@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import List
 
+from archcalc.core.ops import fmt_shape
 from archcalc.pytorch.verify import NOT_COUNTED, Check, LayerCheck, Verification
 from archcalc.views.table import Column, Table
 
@@ -57,7 +58,7 @@ def verdict(layer: LayerCheck) -> str:
         return "✓" if layer.counted_as else f"✓ {NOT_COUNTED}"
     shape = layer.output_shape.measured
     wrong = [("output: torch", layer.output_shape,
-              "—" if shape is None else "×".join(map(str, shape[1:] + shape[:1]))),
+              "—" if shape is None else fmt_shape(shape[1:] + shape[:1])),
              ("params: torch", layer.params, _fmt(layer.params.measured)),
              ("non-trainable: torch", layer.non_trainable, _fmt(layer.non_trainable.measured)),
              ("fvcore", layer.macs, _fmt(layer.macs.measured))]

@@ -28,8 +28,10 @@ def summary_line(result: Verification, seconds: float) -> str:
 def to_table(result: Verification) -> Table:
     """One row per layer: the analytic figures, fvcore's count, and what PyTorch or fvcore
     measured differently, if anything (all measured figures are in the JSON)."""
-    columns = [Column("layer"), Column("type"), Column("output", "shape"),
-               Column("params", "int"), Column("non-trainable", "int"),
+    # A narrow terminal leaves out non-trainable first, then type and output; the counts
+    # compared and the check stay.
+    columns = [Column("layer"), Column("type", optional=2), Column("output", "shape", optional=3),
+               Column("params", "int"), Column("non-trainable", "int", optional=1),
                Column("analytic", "int"), Column("fvcore", "int"), Column("check")]
     rows, flags = [], []
     for l in result.layers:

@@ -172,7 +172,8 @@ def show(tab, wide: bool = False) -> None:
         for note in tab.notes:
             out.print(note, style="dim", highlight=False)
         # a table wider than the terminal (--wide) is drawn whole; the terminal wraps it
-        wider = out if screen_width(tab) <= out.width else Console(width=screen_width(tab))
+        needs = screen_width(tab)
+        wider = out if needs <= out.width else Console(width=needs)
         for part in to_rich(tab):
             wider.print(part)
     if fitted.note():

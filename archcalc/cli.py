@@ -44,7 +44,8 @@ HeadsOpt = Annotated[bool, typer.Option(
     "--heads", help="Include training-only heads (auxiliary classifiers).")]
 FormatOpt = Annotated[Optional[Format], typer.Option(
     "--format", "-f", show_default=False,
-    help="table (on screen), csv, markdown or json; by default what -o's extension says, else table.")]
+    help="table (on screen), csv, markdown or json; by default what -o's extension says, "
+    "else table.")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen; "
     ".csv, .md, .json or .txt (the screen's table) say the format.")]

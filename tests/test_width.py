@@ -136,9 +136,9 @@ def in_terminal(args, columns, rows=60, timeout=20.0):
 
 
 # Figures a reader looks for. table: GoogLeNet's params and MACs (README; Table 1's 6.8M
-# weights), and inception (3a)'s params: weights 192·64 + 192·96 + 96·128·9 + 192·16 + 16·32·25
-# + 192·32 = 163,328 plus 64 + 96 + 128 + 16 + 32 + 32 = 368 biases. compare: the networks'
-# weights (naive, reduced) and (3a)'s naive weights, 192·64 + 192·128·9 + 192·32·25.
+# weights), and inception (3a)'s params: weights 192·64 + 192·96 + 96·128·9 + 192·16
+# + 16·32·25 + 192·32 = 163,328 plus 64 + 96 + 128 + 16 + 32 + 32 = 368 biases. compare: the
+# networks' weights (naive, reduced) and (3a)'s naive weights, 192·64 + 192·128·9 + 192·32·25.
 NUMBERS = {"table": ["6,998,552", "1,582,671,872", "163,696"],
            "compare": ["97,519,936", "6,990,272", "387,072"]}
 COMMANDS = {"table": ["table", "googlenet"], "compare": ["compare", "naive", "reduced"]}

@@ -41,10 +41,59 @@ InputOpt = Annotated[Optional[str], typer.Option(
     "--input", help="Input size C×H×W, e.g. 3x448x448, instead of the spec's.")]
 HeadsOpt = Annotated[bool, typer.Option(
     "--heads", help="Include training-only heads (auxiliary classifiers).")]
-FormatOpt = Annotated[Format, typer.Option(
-    "--format", "-f", help="table (on screen), csv, markdown or json.")]
+FormatOpt = Annotated[Optional[Format], typer.Option(
+    "--format", "-f", show_default=False,
+    help="table (on screen), csv, markdown or json; by default what -o's extension says, "
+    "else table.")]
 OutputOpt = Annotated[Optional[Path], typer.Option(
-    "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen.")]
+    "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen; "
+    ".csv, .md, .json or .txt (the screen's table) say the format.")]
+FigureOutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen; "
+    ".csv, .md, .json or .txt (the screen's table) say the format; .png or .svg: the figure "
+    "only (as --plot).")]
+WideOpt = Annotated[bool, typer.Option(
+    "--wide", help="Every column even on a narrow terminal (which then wraps the lines).")]
+
+# What -o's extension says, one map for every command; figures only where a command draws one.
+TEXT_OUTPUTS = {".csv": Format.csv, ".md": Format.markdown, ".json": Format.json,
+                ".txt": Format.table}
+FIGURE_OUTPUTS = (".png", ".svg")
+
+
+def output_format(format: Optional[Format], output: Optional[Path],
+                  figures: bool = False) -> Optional[Format]:
+    """The format to write: --format, or what -o's extension says, or the screen's table.
+    None when ``figures`` and -o names a figure (then the figure is the output). An explicit
+    --format that contradicts the extension, or an extension that says nothing, is bad input."""
+    if output is None:
+        return format or Format.table
+    suffix = output.suffix.lower()
+    known = list(TEXT_OUTPUTS) + list(FIGURE_OUTPUTS if figures else ())
+    if suffix in FIGURE_OUTPUTS and figures:
+        if format is not None:
+            raise ArchcalcError(f"-o {output} is a figure but --format is {format.value}: "
+                                "drop one")
+        return None
+    inferred = TEXT_OUTPUTS.get(suffix)
+    if inferred is None and format is None:
+        said = f"'{suffix}'" if suffix else "a file without an extension"
+        raise ArchcalcError(f"-o {output}: cannot tell the format from {said}; give a file "
+                            f"ending in {', '.join(known)}, or --format")
+    if inferred is not None and format is not None and format is not inferred:
+        raise ArchcalcError(f"-o {output} is a {suffix[1:]} file but --format is "
+                            f"{format.value}: drop one, or make them agree")
+    return format or inferred
+
+
+def figure_output(format: Optional[Format], output: Optional[Path], plot: Optional[Path]):
+    """(format, text output, figure): ``-o x.png`` is ``--plot x.png`` and no text at all."""
+    resolved = output_format(format, output, figures=True)
+    if resolved is not None:
+        return resolved, output, plot
+    if plot is not None:
+        raise ArchcalcError(f"-o {output} and --plot {plot} both name the figure: give one")
+    return None, None, output
 
 
 @contextlib.contextmanager
@@ -83,8 +132,8 @@ def emit(text: str, output: Optional[Path]) -> None:
     typer.echo(f"wrote {output}", err=True)
 
 
-def emit_table(tab, format: Format, output: Optional[Path]) -> None:
-    """A report.Table as CSV or Markdown, or as on screen (to a file without colour)."""
+def emit_table(tab, format: Format, output: Optional[Path], wide: bool = False) -> None:
+    """A report.Table as CSV or Markdown, or as on screen (to a file without colour, whole)."""
     from archcalc.views import table as render
     if format is Format.csv:
         emit(render.to_csv(tab), output)
@@ -93,7 +142,7 @@ def emit_table(tab, format: Format, output: Optional[Path]) -> None:
     elif output is not None:
         emit(render.render_plain(tab), output)
     else:
-        show(tab)
+        show(tab, wide)
 
 
 def console():
@@ -105,17 +154,30 @@ def console():
 RICH_ROWS = 1_000   # rich lays out about 2,500 rows a second; longer tables go plain
 
 
-def show(tab) -> None:
-    """A table on screen: rich in a terminal, plain text when piped or very long."""
-    from archcalc.views.table import render_plain, to_rich
-    if not sys.stdout.isatty() or len(tab.rows) > RICH_ROWS:
-        sys.stdout.write(render_plain(tab, color=sys.stdout.isatty()))
+def show(tab, wide: bool = False) -> None:
+    """A table on screen: rich in a terminal, plain text when piped or very long. A pipe gets
+    every column; a terminal narrower than the table a fitted one and a note that says what
+    was left out or shortened, unless ``wide``."""
+    from rich.console import Console
+    from archcalc.views.table import Fitted, fit, render_plain, screen_width, to_rich
+    if not sys.stdout.isatty():
+        sys.stdout.write(render_plain(tab))
         return
     out = console()
-    for note in tab.notes:
-        out.print(note, style="dim", highlight=False)
-    for part in to_rich(tab):
-        out.print(part)
+    fitted = Fitted(tab, out.width) if wide else fit(tab, out.width)
+    tab = fitted.table
+    if len(tab.rows) > RICH_ROWS:
+        sys.stdout.write(render_plain(tab, color=True, width=out.width))
+    else:
+        for note in tab.notes:
+            out.print(note, style="dim", highlight=False)
+        # a table wider than the terminal (--wide) is drawn whole; the terminal wraps it
+        needs = screen_width(tab)
+        wider = out if needs <= out.width else Console(width=needs)
+        for part in to_rich(tab):
+            wider.print(part)
+    if fitted.note():
+        out.print(fitted.note(), style="dim", highlight=False)
 
 
 @contextlib.contextmanager
@@ -156,10 +218,11 @@ def table(
     tolerance: Annotated[float, typer.Option(
         "--tolerance", min=0.0, help="Audit: percent by which a printed figure may differ.")
     ] = 1.0,
-    format: FormatOpt = Format.table,
-    output: OutputOpt = None,
+    format: FormatOpt = None,
+    output: FigureOutputOpt = None,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Also draw params and MACs per row: FILE.png or FILE.svg.")] = None,
+    wide: WideOpt = False,
 ) -> None:
     """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
 
@@ -169,6 +232,7 @@ def table(
     from archcalc.views.table import to_json
     with user_errors(), gc_paused():
         check_output(output)
+        format, output, plot = figure_output(format, output, plot)
         if plot is not None:
             from archcalc.views import plot as plotting
             plotting.check_path(plot)
@@ -177,21 +241,22 @@ def table(
             write_plot(plotting.report_figure(result), plot)
         if format is Format.json:
             emit(to_json(result.to_dict()), output)
-        else:
-            emit_table(view.make_table(result, style.value, detail), format, output)
+        elif format is not None:
+            emit_table(view.make_table(result, style.value, detail), format, output, wide)
 
 
 @app.command()
 def specs() -> None:
     """List the specs that ship with archcalc (usable by name, from any folder)."""
     from rich.table import Table as RichTable
+    from archcalc.core.ops import fmt_shape
     from archcalc.files import bundled_specs
     from archcalc.core.spec import load
     tab = RichTable("name", "network", "input", "description", box=None, title_justify="left")
     for path in bundled_specs():
         with user_errors():
             s = load(path)
-        tab.add_row(path.stem, s.name, "×".join(map(str, s.input)), s.description or s.source)
+        tab.add_row(path.stem, s.name, fmt_shape(s.input), s.description or s.source)
     console().print(tab)
 
 
@@ -208,11 +273,12 @@ def compare(
     ] = None,
     variant: VariantOpt = None,
     input: InputOpt = None,
-    format: FormatOpt = Format.table,
-    output: OutputOpt = None,
+    format: FormatOpt = None,
+    output: FigureOutputOpt = None,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Also draw weights and MACs per module, side by side: FILE.png or "
         "FILE.svg.")] = None,
+    wide: WideOpt = False,
 ) -> None:
     """Two variants of a spec, or two specs, side by side: weights, MACs, widths, ratios.
 
@@ -234,6 +300,7 @@ def compare(
     from archcalc.views.table import to_json
     with user_errors():
         check_output(output)
+        format, output, plot = figure_output(format, output, plot)
         if plot is not None:
             from archcalc.views import plot as plotting
             plotting.check_path(plot)
@@ -242,8 +309,8 @@ def compare(
             write_plot(plotting.comparison_figure(result), plot)
         if format is Format.json:
             emit(to_json(view.to_dict(result)), output)
-        else:
-            emit_table(view.make_table(result), format, output)
+        elif format is not None:
+            emit_table(view.make_table(result), format, output, wide)
 
 
 def write_plot(figure, path: Path) -> None:
@@ -266,8 +333,9 @@ def verify(
     batch_size: Annotated[int, typer.Option(
         "--batch-size", "--batch", min=1,
         help="Images in the forward pass; counts are shown per image.")] = 1,
-    format: FormatOpt = Format.table,
+    format: FormatOpt = None,
     output: OutputOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Build the PyTorch model and check every layer against PyTorch and fvcore.
 
@@ -281,6 +349,7 @@ def verify(
     start = time.perf_counter()
     with user_errors():
         check_output(output)
+        format = output_format(format, output)
         from archcalc.pytorch import verify as checks     # imports torch and fvcore
         from archcalc.views import verify as view
         result = checks.verify(spec, variant, input, heads=heads, device=device,
@@ -289,7 +358,7 @@ def verify(
             from archcalc.views.table import to_json
             emit(to_json(result.to_dict()), output)
         else:
-            emit_table(view.to_table(result), format, output)
+            emit_table(view.to_table(result), format, output, wide)
     line = view.summary_line(result, time.perf_counter() - start)
     on_screen = format is Format.table and output is None
     typer.secho(line, err=not on_screen, fg="green" if result.ok else "red", bold=True)

@@ -178,3 +178,92 @@ def test_table_says_why_the_audit_does_not_apply_and_notes_the_grown_classifier(
     assert "65,537,000 of the 71,510,552 params" in out
     out = run("table", "googlenet", "--variant", "naive")
     assert "paper audit not applicable" in out and "'naive'" in out
+
+
+# --- -o says the format --------------------------------------------------------------------
+
+def test_output_extension_says_the_format(tmp_path):
+    for name, check in (("t.csv", lambda t: t.startswith("name,type,") and "1582671872" in t),
+                        ("t.md", lambda t: "| name" in t and "| 3a " in t),
+                        ("t.json", lambda t: json.loads(t)["totals"]["macs"] == 1_582_671_872),
+                        ("t.txt", lambda t: "━" in t and "1,582,671,872" in t)):
+        target = tmp_path / name
+        result = runner.invoke(app, ["table", "googlenet", "-o", str(target)])
+        assert result.exit_code == 0 and result.stdout == "", result.stderr
+        assert check(target.read_text()), name
+
+
+def test_output_extension_and_format_that_agree(tmp_path):
+    target = tmp_path / "T.CSV"
+    run("table", "googlenet", "-f", "csv", "-o", str(target))
+    assert target.read_text().startswith("name,type,")
+
+
+def test_output_extension_against_format_is_one_line(tmp_path):
+    target = tmp_path / "t.csv"
+    result = runner.invoke(app, ["table", "googlenet", "-f", "markdown", "-o", str(target)])
+    assert result.exit_code == 2 and not target.exists()
+    assert result.stderr.strip() == (f"-o {target} is a csv file but --format is markdown: "
+                                     "drop one, or make them agree")
+
+
+def test_unknown_output_extension_lists_the_known_ones(tmp_path):
+    target = tmp_path / "t.xlsx"
+    result = runner.invoke(app, ["table", "googlenet", "-o", str(target)])
+    assert result.exit_code == 2 and not target.exists()
+    assert result.stderr.strip() == (f"-o {target}: cannot tell the format from '.xlsx'; give "
+                                     "a file ending in .csv, .md, .json, .txt, .png, .svg, "
+                                     "or --format")
+    # an explicit --format writes any name
+    run("table", "googlenet", "-f", "csv", "-o", str(target))
+    assert target.read_text().startswith("name,type,")
+
+
+def test_output_figure_is_the_plot_and_nothing_else(tmp_path):
+    for command in (["table", "googlenet"], ["compare", "naive", "reduced"]):
+        target = tmp_path / "figure.svg"
+        result = runner.invoke(app, command + ["-o", str(target)])
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout == "" and result.stderr.strip() == f"wrote {target}"
+        assert target.read_text().lstrip().startswith("<?xml")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.svg"]
+        target.unlink()
+
+
+def test_output_figure_with_a_text_format_or_a_second_figure_is_one_line(tmp_path):
+    target = tmp_path / "f.png"
+    result = runner.invoke(app, ["table", "googlenet", "-f", "csv", "-o", str(target)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"-o {target} is a figure but --format is csv: drop one"
+    result = runner.invoke(app, ["compare", "naive", "reduced", "-o", str(target),
+                                 "--plot", str(tmp_path / "g.png")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_writes_only_text(tmp_path):
+    target = tmp_path / "v.png"
+    result = runner.invoke(app, ["verify", "cifar-cnn", "--device", "cpu", "-o", str(target)])
+    assert result.exit_code == 2 and not target.exists()
+    assert result.stderr.strip() == (f"-o {target}: cannot tell the format from '.png'; give a "
+                                     "file ending in .csv, .md, .json, .txt, or --format")
+
+
+# --- a join's inputs -----------------------------------------------------------------------
+
+def test_detail_shows_every_input_of_a_join():
+    """Inception (3a) concatenates its four branches: 64, 128, 32 and 32 channels at 28×28
+    (Table 1's #1×1, #3×3, #5×5 and pool proj columns)."""
+    out = run("table", "googlenet", "--detail")
+    row = next(l for l in out.splitlines() if l.split()[:2] == ["3a", "concat"])
+    assert "28×28×64 + 28×28×128 + 28×28×32 + 28×28×32" in row and "28×28×256" in row
+    layers = {l["name"]: l for l in json.loads(run("table", "googlenet", "--detail", "-f",
+                                                   "json"))["layers"]}
+    assert layers["3a"]["input_shapes"] == [[64, 28, 28], [128, 28, 28], [32, 28, 28],
+                                            [32, 28, 28]]
+    assert "input_shape" not in layers["3a"]
+    conv = layers["3a.b1x1.conv"]
+    assert conv["input_shape"] == [192, 28, 28] and conv["input_shapes"] == [[192, 28, 28]]
+    rows = list(csv.DictReader(io.StringIO(run("table", "googlenet", "--detail", "-f", "csv"))))
+    assert next(r for r in rows if r["layer"] == "3a")["input"] == \
+        "28×28×64 + 28×28×128 + 28×28×32 + 28×28×32"

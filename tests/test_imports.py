@@ -1,5 +1,5 @@
-"""The analytic path stays light: `archcalc table` imports neither torch nor fvcore, and pandas
-or matplotlib only for an export or plot that needs them."""
+"""The analytic path stays light: `archcalc table` and its exports (CSV, Markdown, JSON) import
+none of torch, fvcore and pandas; matplotlib only when a plot is asked for."""
 import ast
 import json
 import subprocess
@@ -31,8 +31,11 @@ def test_table_on_screen_and_json_import_nothing_heavy():
     assert loaded("specs") == []
 
 
-def test_csv_export_brings_pandas_only():
-    assert loaded("table", "googlenet", "-f", "csv") == ["pandas"]
+def test_csv_and_markdown_exports_import_nothing_heavy():
+    """CSV is the stdlib's csv, Markdown is tabulate: a light install can export."""
+    assert loaded("table", "googlenet", "-f", "csv") == []
+    assert loaded("table", "googlenet", "-f", "markdown") == []
+    assert loaded("compare", "naive", "reduced", "-f", "markdown") == []
 
 
 # --- the layout shows the torch boundary ------------------------------------------------------

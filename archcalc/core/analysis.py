@@ -23,7 +23,7 @@ class LayerStats:
     name: str
     type: str
     row: str
-    input_shape: Shape
+    input_shapes: Tuple[Shape, ...]    # one per input: a join (concat, add) has several
     output_shape: Shape
     params: int
     weights: int
@@ -31,6 +31,22 @@ class LayerStats:
     macs: int
     other_ops: int
     patch: Optional[str]
+
+    @property
+    def input_shape(self) -> Optional[Shape]:
+        """The input of a one-input layer; None for a join, which has several."""
+        return self.input_shapes[0] if len(self.input_shapes) == 1 else None
+
+    def to_dict(self) -> dict:
+        """``input_shapes`` for every layer; ``input_shape`` too where there is one input."""
+        record = {}
+        for key, value in _lists(asdict(self)).items():
+            if key == "input_shapes":
+                if self.input_shape is not None:
+                    record["input_shape"] = list(self.input_shape)
+                value = [list(s) for s in self.input_shapes]
+            record[key] = value
+        return record
 
 
 @dataclass
@@ -126,7 +142,7 @@ class Report:
                       "convention": "weights only; ops = conv and linear multiply-adds",
                       "tolerance_pct": self.tolerance_pct},
             "rows": [_lists(r) for r in rows],
-            "layers": [_lists(asdict(l)) for l in self.layers],
+            "layers": [l.to_dict() for l in self.layers],
             "totals": asdict(self.totals),
             "audit_skipped": self.audit_skipped,
             "grown_with_input": [_lists(asdict(g)) for g in self.grown],
@@ -197,7 +213,7 @@ def grown_layers(graph: Graph) -> List[GrownLayer]:
 def layer_stats(layer: Layer) -> LayerStats:
     c = layer.counts()
     patch = layer.op.patch()
-    return LayerStats(layer.name, layer.kind, layer.row, layer.in_shape, layer.out_shape,
+    return LayerStats(layer.name, layer.kind, layer.row, tuple(layer.in_shapes), layer.out_shape,
                       c.params, c.weights, c.non_trainable, c.macs, c.other_ops, patch)
 
 

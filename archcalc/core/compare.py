@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from archcalc.core import graph
 from archcalc.errors import ArchcalcError, Position
 from archcalc.files import BUNDLED, resolve_spec
-from archcalc.core.ops import Counts, Shape, fmt_shape
+from archcalc.core.ops import Counts, Shape
 from archcalc.core.spec import Spec, load
 
 DEFAULT_SPEC = "googlenet"
@@ -129,17 +129,6 @@ class Comparison:
 
     def module_total(self, side: str, q: str) -> int:
         return sum(getattr(getattr(p, side), q) for p in self.modules if getattr(p, side))
-
-    @property
-    def title(self) -> str:
-        a, b = self.a, self.b
-        if self.mode == "variants":
-            return f"{a.spec.name} · {a.label} vs {b.label} · input {fmt_shape(a.input)}"
-        inputs = fmt_shape(a.input) if a.input == b.input else \
-            f"{fmt_shape(a.input)} vs {fmt_shape(b.input)}"
-        variant = f" · variant {a.variant}" if a.variant else ""
-        return (f"{a.label} ({a.spec.name}) vs {b.label} ({b.spec.name}) · input {inputs}"
-                f"{variant}")
 
     def to_dict(self) -> dict:
         """The JSON contract: a, b, modules, network, ratios (the view adds the verdict)."""

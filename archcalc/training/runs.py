@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
+from archcalc.core.ops import fmt_shape
 from archcalc.errors import ArchcalcError, Position
 from archcalc.files import write_atomic
 
@@ -64,10 +65,10 @@ def check_fit(spec_name: str, input_shape, output_shape, dataset) -> None:
     classes = output_classes(output_shape)
     if tuple(input_shape) == tuple(dataset.input_shape) and classes == dataset.num_classes:
         return
-    got = f"{classes} classes" if classes else f"an output of {'×'.join(map(str, output_shape))}"
+    got = f"{classes} classes" if classes else f"an output of {fmt_shape(output_shape)}"
     raise ArchcalcError(
-        f"spec '{spec_name}' takes {'×'.join(map(str, input_shape))} images and gives {got}; "
-        f"data set '{dataset.name}' has {'×'.join(map(str, dataset.input_shape))} images in "
+        f"spec '{spec_name}' takes {fmt_shape(input_shape)} images and gives {got}; "
+        f"data set '{dataset.name}' has {fmt_shape(dataset.input_shape)} images in "
         f"{dataset.num_classes} classes")
 
 

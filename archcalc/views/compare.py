@@ -4,12 +4,24 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 from archcalc.core.compare import Comparison, Pair, ratio
+from archcalc.core.ops import fmt_shape
 from archcalc.views.table import Column, Table
 
 
 def to_dict(c: Comparison) -> dict:
     """The JSON contract: the comparison's numbers and its verdict."""
     return {**c.to_dict(), "verdict": verdict(c)}
+
+
+def title(c: Comparison) -> str:
+    """What the table and the figure are headed with: the two sides and their input."""
+    a, b = c.a, c.b
+    if c.mode == "variants":
+        return f"{a.spec.name} · {a.label} vs {b.label} · input {fmt_shape(a.input)}"
+    inputs = fmt_shape(a.input) if a.input == b.input else \
+        f"{fmt_shape(a.input)} vs {fmt_shape(b.input)}"
+    variant = f" · variant {a.variant}" if a.variant else ""
+    return f"{a.label} ({a.spec.name}) vs {b.label} ({b.spec.name}) · input {inputs}{variant}"
 
 
 # --- the verdict ---------------------------------------------------------------------------
@@ -98,12 +110,16 @@ def make_table(c: Comparison) -> Table:
 
 def _variants_table(c: Comparison) -> Table:
     A, B = c.a.label, c.b.label
-    columns = [Column("module"), Column("input", "shape"),
-               Column(f"{A} weights", "int"), Column(f"{B} weights", "int"),
+    # A narrow terminal leaves out the widths of the whole networks first, then the modules'
+    # widths and input, then each side's MACs and weights; the ratios stay.
+    columns = [Column("module"), Column("input", "shape", optional=3),
+               Column(f"{A} weights", "int", optional=5), Column(f"{B} weights", "int", optional=5),
                Column("× weights", "ratio"),
-               Column(f"{A} MACs", "int"), Column(f"{B} MACs", "int"), Column("× MACs", "ratio"),
-               Column(f"{A} out", "int"), Column(f"{B} out", "int"),
-               Column(f"{A} out (network)", "int"), Column(f"{B} out (network)", "int")]
+               Column(f"{A} MACs", "int", optional=4), Column(f"{B} MACs", "int", optional=4),
+               Column("× MACs", "ratio"),
+               Column(f"{A} out", "int", optional=2), Column(f"{B} out", "int", optional=2),
+               Column(f"{A} out (network)", "int", optional=1),
+               Column(f"{B} out (network)", "int", optional=1)]
     rows = [[p.name, p.a.in_shape, p.a.weights, p.b.weights, p.ratio("weights"),
              p.a.macs, p.b.macs, p.ratio("macs"), p.a.out_shape[0], p.b.out_shape[0],
              c.a.rows[p.name].out_shape[0], c.b.rows[p.name].out_shape[0]]
@@ -119,15 +135,19 @@ def _variants_table(c: Comparison) -> Table:
               f"network: every module in one variant, fed by the one before, so widths "
               f"compound; 'out (network)' are its output channels there (heads left out)",
               _units_note(A, B)]
-    return Table(c.title, notes, columns, rows, footer, _network_lines(c))
+    return Table(title(c), notes, columns, rows, footer, _network_lines(c))
 
 
 def _specs_table(c: Comparison) -> Table:
     A, B = c.a.label, c.b.label
-    columns = [Column("row"), Column(f"{A} output", "shape"), Column(f"{B} output", "shape")]
-    for q, noun in (("weights", "weights"), ("macs", "MACs")):
-        columns += [Column(f"{A} {noun}", "int"), Column(f"{B} {noun}", "int"),
-                    Column(f"Δ {noun}", "int"), Column(f"× {noun}", "ratio")]
+    # A narrow terminal leaves out the output shapes first, then the differences, then each
+    # side's figures (MACs before weights); the ratios stay.
+    columns = [Column("row"), Column(f"{A} output", "shape", optional=1),
+               Column(f"{B} output", "shape", optional=1)]
+    for q, noun, side in (("weights", "weights", 5), ("macs", "MACs", 4)):
+        columns += [Column(f"{A} {noun}", "int", optional=side),
+                    Column(f"{B} {noun}", "int", optional=side),
+                    Column(f"Δ {noun}", "int", optional=3), Column(f"× {noun}", "ratio")]
     rows = []
     for p in c.modules:
         only = "" if p.a and p.b else f" (only in {A if p.a else B})"
@@ -140,7 +160,7 @@ def _specs_table(c: Comparison) -> Table:
         footer += [c.a.total(q), c.b.total(q), c.a.total(q) - c.b.total(q), c.ratio(q)]
     notes = [f"rows matched by name; a row only one spec has is marked so (heads left out)",
              _units_note(A, B), f"Δ = {A} − {B}"]
-    return Table(c.title, notes, columns, rows, footer, _network_lines(c))
+    return Table(title(c), notes, columns, rows, footer, _network_lines(c))
 
 
 def _units_note(a: str, b: str) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 from archcalc.errors import ArchcalcError, Position
 from archcalc.extras import require
 from archcalc.files import check_writable, write_atomic
+from archcalc.views.table import human
 
 require("plot", "drawing a plot")
 
@@ -69,6 +70,7 @@ def render(figure: Figure, fmt: str) -> bytes:
 
 def comparison_figure(c: "Comparison") -> Figure:
     """Per module, weights and MACs of both sides; the whole networks' totals in the title."""
+    from archcalc.views.compare import title
     pairs = c.modules if c.mode == "variants" else \
         [p for p in c.modules if any(s and (s.weights or s.macs) for s in (p.a, p.b))]
     panels = [Panel(ylabel, {c.a.label: [p.a and getattr(p.a, q) for p in pairs],
@@ -81,7 +83,8 @@ def comparison_figure(c: "Comparison") -> Figure:
     xlabel = (f"module, each fed the same input (as {c.feeder} feeds it); "
               f"above the bars: {c.a.label} / {c.b.label}") if c.mode == "variants" else \
         f"row (matched by name; rows without weights left out); above: {c.a.label} / {c.b.label}"
-    return bars(f"{c.title}\nwhole network: {totals}", [p.name for p in pairs], panels, xlabel)
+    return bars(f"{title(c)}\nwhole network: {totals}", [p.name for p in pairs], panels,
+                xlabel)
 
 
 def report_figure(report: "Report") -> Figure:
@@ -133,14 +136,6 @@ def bars(title: str, categories: Sequence[str], panels: Sequence[Panel], xlabel:
     axes[-1].set_xlabel(xlabel)
     fig.suptitle(title)
     return fig
-
-
-def human(value: float, zeros: bool = False) -> str:
-    """3 significant digits and an SI letter: 97.5M, 1.58G, 163K; ``zeros`` keeps 7.00M so."""
-    spec = "#.3g" if zeros and value else ".3g"
-    for power, letter in ((9, "G"), (6, "M"), (3, "K"), (0, "")):
-        if abs(value) >= 0.9995 * 10 ** power or not power:     # 999,500 is 1.00M, not 1e+03K
-            return f"{value / 10 ** power:{spec}}".rstrip(".") + letter
 
 
 def _times(r: Optional[float]) -> Optional[str]:

@@ -16,8 +16,7 @@ STYLES = ("paper", "keras")
 # --- building tables from a report ---------------------------------------------------------
 
 def title_of(report: Report) -> str:
-    shape = "×".join(map(str, report.input))
-    parts = [report.name, f"input {shape}"]
+    parts = [report.name, f"input {fmt_shape(report.input)}"]
     if report.variant:
         parts.append(f"variant {report.variant}")
     return " · ".join(parts)
@@ -44,13 +43,16 @@ def paper_table(report: Report) -> Table:
         if r.block_args:
             blocks.setdefault(r.type, list(r.block_args))
     audited = [q for q in ("params", "ops") if any(q in r.paper for r in report.rows)]
-    columns = [Column("name"), Column("type"), Column("patch/stride"), Column("output", "shape"),
-               Column("depth", "int")]
+    # On a narrow terminal the block args go first, then patch/stride and depth, then the
+    # audit's computed figures (its Δ says how they compare); name, shape, params, MACs stay.
+    columns = [Column("name"), Column("type"), Column("patch/stride", optional=2),
+               Column("output", "shape"), Column("depth", "int", optional=3)]
     if blocks:
-        columns.append(Column("block args"))
+        columns.append(Column("block args", optional=1))
     columns += [Column("params", "int"), Column("MACs", "int")]
     for q in audited:
-        columns += [Column(f"paper {q}", part="audit"), Column(f"{q} ≈", "figure", "audit"),
+        columns += [Column(f"paper {q}", part="audit"),
+                    Column(f"{q} ≈", "figure", "audit", optional=4),
                     Column(f"Δ {q}", "pct", "audit")]
     rows, flags = [], []
     for r in report.rows:
@@ -106,10 +108,14 @@ def grown_note(report: Report, g) -> str:
 
 def detail_table(report: Report) -> Table:
     """Every primitive layer, each branch convolution of each Inception module included."""
-    columns = [Column("layer"), Column("type"), Column("patch/stride"), Column("input", "shape"),
-               Column("output", "shape"), Column("params", "int"), Column("weights", "int"),
-               Column("non-trainable", "int"), Column("MACs", "int"), Column("other ops", "int")]
-    rows = [[l.name, l.type, l.patch, l.input_shape, l.output_shape, l.params, l.weights,
+    # A join's input is all its inputs; on a narrow terminal, their count. What a narrow
+    # terminal leaves out first: the derived counts, then patch/stride, then the input.
+    columns = [Column("layer"), Column("type"), Column("patch/stride", optional=4),
+               Column("input", "shapes", optional=5), Column("output", "shape"),
+               Column("params", "int"), Column("weights", "int", optional=3),
+               Column("non-trainable", "int", optional=1), Column("MACs", "int"),
+               Column("other ops", "int", optional=2)]
+    rows = [[l.name, l.type, l.patch, l.input_shapes, l.output_shape, l.params, l.weights,
              l.non_trainable, l.macs, l.other_ops] for l in report.layers]
     t = report.totals
     footer = ["total", None, None, None, None, t.params, t.weights, t.non_trainable, t.macs,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import List
 
+from archcalc.core.ops import fmt_shape
 from archcalc.pytorch.verify import FVCORE, HAND_COUNT, Check, LayerCheck, Verification
 from archcalc.views.table import Column, Table
 
@@ -44,8 +45,10 @@ def to_table(result: Verification) -> Table:
     """One row per layer: the analytic figures, the measured count, how the count was checked,
     and what PyTorch or fvcore measured differently, if anything (all measured figures are in
     the JSON)."""
-    columns = [Column("layer"), Column("type"), Column("output", "shape"),
-               Column("params", "int"), Column("non-trainable", "int"),
+    # A narrow terminal leaves out non-trainable first, then type and output; the counts
+    # compared and the check stay.
+    columns = [Column("layer"), Column("type", optional=2), Column("output", "shape", optional=3),
+               Column("params", "int"), Column("non-trainable", "int", optional=1),
                Column("analytic", "int"), Column("measured", "int"), Column("check")]
     rows, flags = [], []
     for l in result.layers:
@@ -79,7 +82,7 @@ def verdict(layer: LayerCheck) -> str:
         return f"✓ {CHECKED[layer.checked_by]}"
     shape = layer.output_shape.measured
     wrong = [("output: torch", layer.output_shape,
-              "—" if shape is None else "×".join(map(str, shape[1:] + shape[:1]))),
+              "—" if shape is None else fmt_shape(shape[1:] + shape[:1])),
              ("params: torch", layer.params, _fmt(layer.params.measured)),
              ("non-trainable: torch", layer.non_trainable, _fmt(layer.non_trainable.measured)),
              (CHECKED[layer.checked_by], layer.count, _fmt(layer.count.measured))]

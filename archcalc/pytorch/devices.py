@@ -1,16 +1,63 @@
-"""Which torch device a command runs on: one rule for `verify` and `train`. Imports torch."""
+"""Which torch device a command runs on, and with how many CPU threads: one rule for `verify`
+and `train`. Torch is imported inside the functions, so the CLI can read the defaults for its
+--help without it."""
 from __future__ import annotations
 
-from typing import Tuple
-
-import torch
+import contextlib
+import os
+from typing import TYPE_CHECKING, Iterator, Optional, Tuple
 
 from archcalc.errors import ArchcalcError, Position
 
+if TYPE_CHECKING:
+    import torch
 
-def resolve_device(name: str) -> Tuple[torch.device, str]:
+# PyTorch's intra-op threads on the CPU. Torch's own default (one per core) stalled on shared
+# 2-core machines: training the notes' CNN with 2 threads while another process kept one core
+# busy ran several times slower than with 1 thread, which lost little on a quiet machine
+# (benchmarks/threads.py measures both); GoogLeNet's verify trace took 0.2 s on one thread and
+# up to 2.5 s on two. One thread is the default; $ARCHCALC_THREADS or --threads asks for more.
+DEFAULT_THREADS = 1
+THREADS_ENV = "ARCHCALC_THREADS"
+
+
+def cpu_threads(requested: Optional[int] = None) -> int:
+    """The intra-op threads to use on the CPU: ``requested``, else $ARCHCALC_THREADS, else
+    DEFAULT_THREADS."""
+    if requested is not None:
+        where, value = "--threads", requested
+    elif os.environ.get(THREADS_ENV, "").strip():
+        where, text = THREADS_ENV, os.environ[THREADS_ENV].strip()
+        value = int(text) if text.isdigit() else None
+        if value is None:
+            raise ArchcalcError(f"must be a positive whole number of threads, got {text!r}",
+                                Position(where))
+    else:
+        return DEFAULT_THREADS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ArchcalcError(f"must be a positive whole number of threads, got {value!r}",
+                            Position(where))
+    return value
+
+
+@contextlib.contextmanager
+def torch_threads(device: "torch.device", requested: Optional[int] = None) -> Iterator[int]:
+    """On the CPU, PyTorch's intra-op threads set as :func:`cpu_threads` says, then restored;
+    on CUDA, left alone. Yields the number of threads in use."""
+    import torch
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(requested))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_device(name: str) -> Tuple["torch.device", str]:
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; and a note
     saying how the device was chosen."""
+    import torch
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device()), "auto; CUDA is available"

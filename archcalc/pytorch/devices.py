@@ -12,11 +12,12 @@ from archcalc.errors import ArchcalcError, Position
 if TYPE_CHECKING:
     import torch
 
-# PyTorch's intra-op threads on the CPU. Torch's own default (one per core) stalled on shared
-# 2-core machines: training the notes' CNN with 2 threads while another process kept one core
-# busy ran several times slower than with 1 thread, which lost little on a quiet machine
-# (benchmarks/threads.py measures both); GoogLeNet's verify trace took 0.2 s on one thread and
-# up to 2.5 s on two. One thread is the default; $ARCHCALC_THREADS or --threads asks for more.
+# PyTorch's intra-op threads on the CPU. Torch's own default (one per core) stalls when the
+# cores are shared: benchmarks/threads.py, training the notes' CNN on a 2-core machine that
+# other jobs also used, gave 2 threads 1.36× the speed of 1 when quiet, but 0.35× with one
+# core kept busy (median of 3 rounds; single rounds down to 0.14×). GoogLeNet's verify trace
+# took 0.2 s on one thread and up to 2.5 s on two. So one thread is the default, and
+# $ARCHCALC_THREADS or --threads asks for more on a machine of one's own.
 DEFAULT_THREADS = 1
 THREADS_ENV = "ARCHCALC_THREADS"
 

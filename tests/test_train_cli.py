@@ -173,3 +173,12 @@ def test_help_of_train_does_not_import_torch():
             "assert r.exit_code == 0, r.output\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_bad_thread_count_in_the_environment_stops_before_anything_is_written(tmp_path):
+    result = runner.invoke(app, ["train", "synthetic", "--out", str(tmp_path / "r")],
+                           env={"ARCHCALC_THREADS": "x"})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "ARCHCALC_THREADS: must be a positive whole number of " \
+                                    "threads, got 'x'"
+    assert not (tmp_path / "r").exists()

@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 
 from archcalc.errors import ArchcalcError, Position
 from archcalc.files import write_atomic
+from archcalc.pytorch.devices import cpu_threads
 from archcalc.training.options import CAPPED_BATCH, QUICK_DEFAULTS, TrainConfig, default
 
 DEFAULT_SPEC = {"cifar10": "cifar-cnn", "fashion-mnist": "fashion-cnn", "synthetic": "cifar-cnn"}
@@ -270,15 +271,15 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
     rest are TrainConfig's defaults, or QUICK_DEFAULTS' for a quick run."""
     from dataclasses import replace
 
-    from archcalc.training.datasets import load_dataset
     from archcalc.files import resolve_spec
     from archcalc.pytorch.devices import resolve_device
+    from archcalc.training.datasets import load_dataset
 
     path = resolve_spec(spec or default_spec(dataset_name))
     values = {k: v for k, v in chosen.items() if v is not None}
     if quick:
         values = {**QUICK_DEFAULTS, **values}
-    config = TrainConfig(device=device, compile=compile, threads=threads, **values)
+    config = TrainConfig(device=device, compile=compile, threads=cpu_threads(threads), **values)
     out_dir = Path(out) if out else new_run_dir(Path(path).stem)
     if (out_dir / RUN_FILE).exists() or (out_dir / "checkpoint.pt").exists():
         raise ArchcalcError("this folder already holds a run; continue it with --resume, or "
@@ -309,7 +310,8 @@ def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, dat
     if info.dataset != dataset_name:
         raise ArchcalcError(f"this run trained on {info.dataset}, not {dataset_name}",
                             Position(str(out_dir)))
-    config = replace(load_config(out_dir), device=device, compile=compile, threads=threads)
+    config = replace(load_config(out_dir), device=device, compile=compile,
+                     threads=cpu_threads(threads))
     dataset = load_dataset(dataset_name, data_dir or info.data_dir)
     return _assemble(info, dataset, config, Path(out_dir), resume=True)
 

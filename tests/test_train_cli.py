@@ -82,7 +82,7 @@ def test_resume_refuses_new_settings(tmp_path):
 def test_resume_of_a_missing_folder_says_so(tmp_path):
     result = train("synthetic", "--resume", str(tmp_path / "nope"))
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"{tmp_path / 'nope'}: no such folder"
+    assert result.stderr.strip() == f"{tmp_path / 'nope'}: no such folder to resume"
 
 
 def test_resume_of_a_folder_that_is_no_run(tmp_path):

@@ -97,7 +97,7 @@ def test_test_accuracy_must_beat_chance_by_more_than_noise():
 def test_the_verdict_line_says_the_numbers():
     v = runs.learning_verdict(runs.LossFall(2.34, 10, 2.33, 10, 0.12), 0.11, 10, 500)
     line = view.verdict_line(v)
-    assert line.startswith("✗ it did not learn: training loss 2.34 (first 10 steps) → 2.33 "
+    assert line.startswith("✗ not shown to learn: training loss 2.34 (first 10 steps) → 2.33 "
                            "(last 10), did not fall by more than the noise margin of 0.12")
     assert "does not beat it" in line
 

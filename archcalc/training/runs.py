@@ -45,7 +45,7 @@ class RunInfo:
             return cls(**json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             if not Path(out_dir).is_dir():
-                raise ArchcalcError("no such folder", Position(str(out_dir))) from None
+                raise ArchcalcError("no such folder to resume", Position(str(out_dir))) from None
             raise ArchcalcError("not a run folder of archcalc train (no run.json)",
                                 Position(str(out_dir))) from None
         except (OSError, ValueError, TypeError) as exc:

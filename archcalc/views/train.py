@@ -86,7 +86,7 @@ def verdict_line(v: LearningVerdict) -> str:
     else:
         fall = (f"{'fell' if loss.fell else 'did not fall'} by more than the noise margin of "
                 f"{loss.margin:.2f}")
-    mark = "✓ it learns" if v.learned else "✗ it did not learn"
+    mark = "✓ it learns" if v.learned else "✗ not shown to learn"
     return (f"{mark}: training loss {loss.first:.2f} (first {loss.first_steps} steps) → "
             f"{loss.last:.2f} (last {loss.last_steps}), {fall}; test accuracy "
             f"{v.test_accuracy:.1%} against {v.chance:.1%} by chance "

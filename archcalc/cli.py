@@ -96,6 +96,17 @@ def figure_output(format: Optional[Format], output: Optional[Path], plot: Option
     return None, None, output
 
 
+def threads_default() -> str:
+    from archcalc.pytorch.devices import DEFAULT_THREADS, THREADS_ENV
+    return f"${THREADS_ENV}, else {DEFAULT_THREADS}"
+
+
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    "--threads", min=1, show_default=threads_default(),
+    help="PyTorch's CPU threads. More is faster only on idle cores: on a 2-core machine with "
+    "one core busy, 2 threads trained at 0.35× the speed of 1.")]
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Bad input becomes one line on stderr and exit code 2, never a traceback."""
@@ -333,6 +344,7 @@ def verify(
     batch_size: Annotated[int, typer.Option(
         "--batch-size", "--batch", min=1,
         help="Images in the forward pass; counts are shown per image.")] = 1,
+    threads: ThreadsOpt = None,
     format: FormatOpt = None,
     output: OutputOpt = None,
     wide: WideOpt = False,
@@ -353,7 +365,7 @@ def verify(
         from archcalc.pytorch import verify as checks     # imports torch and fvcore
         from archcalc.views import verify as view
         result = checks.verify(spec, variant, input, heads=heads, device=device,
-                               batch=batch_size)
+                               batch=batch_size, threads=threads)
         if format is Format.json:
             from archcalc.views.table import to_json
             emit(to_json(result.to_dict()), output)
@@ -384,6 +396,23 @@ class Schedule(str, Enum):
     none = "none"
 
 
+def _shown(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else \
+        f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def train_default(name: str) -> str:
+    """TrainConfig's default for an option of `train`, and --quick's where it differs, as
+    --help shows them (options.py is the one source; it does not import torch)."""
+    from archcalc.training import options
+    text = _shown(options.default(name))
+    if name in options.QUICK_DEFAULTS:
+        text += f"; {_shown(options.QUICK_DEFAULTS[name])} with --quick"
+    if name == "batch_size":
+        text += f"; {options.CAPPED_BATCH} when --quick caps a heavy spec"
+    return text
+
+
 @app.command()
 def train(
     dataset: Annotated[DatasetName, typer.Argument(
@@ -395,32 +424,40 @@ def train(
     quick: Annotated[bool, typer.Option(
         "--quick", help="One bounded pass that ends with a verdict; heavier specs get fewer "
         "steps.")] = False,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="[default: 10]")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", min=1, show_default=train_default("epochs"))] = None,
     batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", min=1, help="[default: 64]")] = None,
+        "--batch-size", min=1, show_default=train_default("batch_size"))] = None,
     optimizer: Annotated[Optional[Optimizer], typer.Option(
-        "--optimizer", help="[default: adam]")] = None,
+        "--optimizer", show_default=train_default("optimizer"))] = None,
     lr: Annotated[Optional[float], typer.Option(
-        "--lr", help="Learning rate; the peak of a schedule. [default: 3e-3]")] = None,
+        "--lr", help="Learning rate; the peak of a schedule.",
+        show_default=train_default("lr"))] = None,
     momentum: Annotated[Optional[float], typer.Option(
-        "--momentum", help="SGD momentum. [default: 0.9]")] = None,
+        "--momentum", help="SGD momentum.", show_default=train_default("momentum"))] = None,
     nesterov: Annotated[Optional[bool], typer.Option(
-        "--nesterov/--no-nesterov", help="SGD with Nesterov momentum. [default: on]")] = None,
+        "--nesterov/--no-nesterov", help="SGD with Nesterov momentum.",
+        show_default=train_default("nesterov"))] = None,
     weight_decay: Annotated[Optional[float], typer.Option(
-        "--weight-decay", help="[default: 0]")] = None,
+        "--weight-decay", show_default=train_default("weight_decay"))] = None,
     schedule: Annotated[Optional[Schedule], typer.Option(
-        "--schedule", help="Learning-rate schedule. [default: onecycle]")] = None,
+        "--schedule", help="Learning-rate schedule.",
+        show_default=train_default("schedule"))] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(
-        "--label-smoothing", help="[default: 0]")] = None,
+        "--label-smoothing", show_default=train_default("label_smoothing"))] = None,
     augment: Annotated[Optional[bool], typer.Option(
-        "--augment/--no-augment", help="Random crops (4-pixel padding) and horizontal flips. "
-        "[default: on, off with --quick]")] = None,
+        "--augment/--no-augment", help="Random crops (4-pixel padding) and horizontal flips.",
+        show_default=train_default("augment"))] = None,
     seed: Annotated[Optional[int], typer.Option(
-        "--seed", help="Makes a CPU run repeat exactly. [default: 0]")] = None,
-    device: Annotated[str, typer.Option(
-        "--device", help="auto (CUDA when available), cpu or cuda.")] = "auto",
-    compile: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the model (worth it on CUDA).")] = False,
+        "--seed", help="Makes a CPU run repeat exactly.", show_default=train_default("seed"))
+    ] = None,
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="auto (CUDA when available), cpu or cuda.",
+        show_default=train_default("device"))] = None,
+    threads: ThreadsOpt = None,
+    compile: Annotated[Optional[bool], typer.Option(
+        "--compile", help="torch.compile the model (worth it on CUDA).",
+        show_default=train_default("compile"))] = None,
     data_dir: Annotated[Optional[Path], typer.Option(
         "--data-dir", help="Where the data set's files are (else $ARCHCALC_DATA, else the "
         "user cache folder).")] = None,
@@ -430,16 +467,22 @@ def train(
         "--out", help="The run's folder (default: a new one under runs/).")] = None,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", help="Continue the interrupted run in this folder, exactly.")] = None,
+    log_every: Annotated[float, typer.Option(
+        "--log-every", min=0.0, help="When the output is not a terminal (a log), a progress "
+        "line this many seconds apart, and a line per epoch.")] = 30.0,
 ) -> None:
     """Train the network of a spec briefly on real data and say whether it learns.
 
     Example: archcalc train --quick cifar10
     """
+    from archcalc.training import options
     chosen = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
               "nesterov": nesterov, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
               "augment": augment, "seed": seed,
               "optimizer": optimizer.value if optimizer else None,
               "schedule": schedule.value if schedule else None}
+    device = device or options.default("device")
+    compile = options.default("compile") if compile is None else compile
     with user_errors():
         from archcalc.training import runs
         if resume is not None:
@@ -447,47 +490,66 @@ def train(
             if given or spec or variant or quick or out:
                 raise ArchcalcError(f"--resume continues a run with its own settings; drop "
                                     f"{', '.join('--' + k.replace('_', '-') for k in given) or 'the other options'}")
-            job = runs.resume_job(resume, dataset.value, device, compile, data_dir)
+            job = runs.resume_job(resume, dataset.value, device, compile, data_dir, threads)
         else:
             job = runs.new_job(dataset.value, spec, variant, quick, chosen, device, compile,
-                                   data_dir, download, out)
-        _train_on_screen(job)
+                               data_dir, download, out, threads)
+        _train_on_screen(job, log_every)
 
 
-def _train_on_screen(job) -> None:
-    """Run ``job`` with a progress bar, an epoch line each epoch and the result at the end."""
+def _train_on_screen(job, log_every: float) -> None:
+    """Run ``job`` showing its progress (a bar in a terminal, a line every ``log_every``
+    seconds in a log), a line per epoch and the result at the end."""
+    from archcalc.training.engine import TrainingInterrupted
+    from archcalc.views import train as view
+    out = console()
+    out.print(view.header(job), highlight=False)
+    note = view.quick_note(job.plan)
+    if note:
+        out.print(note, style="yellow", highlight=False)
+    with _progress(out, log_every) as (on_step, say):
+        try:
+            result = job.run(on_step, lambda record: say(view.epoch_line(record)))
+        except TrainingInterrupted as stop:
+            typer.echo(view.interrupted_line(job.dataset.name, stop.out_dir), err=True)
+            raise typer.Exit(130)
+    verdict = job.learning_verdict(result)
+    for line in view.result_lines(job, result, verdict):
+        out.print(line, highlight=False, style="bold" if line.startswith(("✓", "✗")) else "")
+    raise typer.Exit(0 if verdict is None or verdict.learned else 1)
+
+
+@contextlib.contextmanager
+def _progress(out, log_every: float):
+    """(on_step, say): in a terminal a transient rich progress bar, above which lines are
+    printed; elsewhere plain progress lines every ``log_every`` seconds, flushed at once."""
+    from archcalc.views import train as view
+    if not sys.stdout.isatty():
+        lines = view.ProgressLines(log_every)
+
+        def say(text: str) -> None:
+            out.print(text, highlight=False)
+            out.file.flush()
+
+        def on_step(info) -> None:
+            line = lines(info)
+            if line is not None:
+                say(line)
+        yield on_step, say
+        return
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeRemainingColumn)
-    from archcalc.training.engine import TrainingInterrupted
-    out = console()
-    out.print(job.header(), highlight=False)
-    for note in job.notes:
-        out.print(note, style="yellow", highlight=False)
     columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeRemainingColumn())
     with Progress(*columns, console=out, transient=True) as progress:
         task = progress.add_task("train", total=None, epoch="", stats="")
 
-        def on_step(info):
+        def on_step(info) -> None:
             progress.update(task, completed=info.step, total=info.steps,
                             epoch=f"{info.epoch}/{info.epochs}",
                             stats=f"loss {info.loss:.3f} · acc {info.accuracy:.1%} · "
                                   f"{info.images_per_second:,.0f} img/s")
-
-        def on_epoch(record):
-            progress.console.print(job.epoch_line(record), highlight=False)
-
-        try:
-            result = job.run(on_step, on_epoch)
-        except TrainingInterrupted as stop:
-            progress.stop()
-            typer.echo(f"interrupted: checkpoint saved in {stop.out_dir}; continue with: "
-                       f"archcalc train {job.dataset.name} --resume {stop.out_dir}", err=True)
-            raise typer.Exit(130)
-    for line in job.result_lines(result):
-        out.print(line, highlight=False, style="bold" if line.startswith(("✓", "✗")) else "")
-    verdict = job.verdict(result)
-    raise typer.Exit(0 if verdict is None or verdict.learned else 1)
+        yield on_step, lambda text: progress.console.print(text, highlight=False)
 
 
 def _version(value: bool) -> None:

@@ -1,6 +1,6 @@
 """Real Fashion-MNIST from Debian's dataset-fashion-mnist package: `archcalc train --quick
 fashion-mnist` reaches at least 85% test accuracy. Skipped, with the reason, without the files
-(.ci/run installs the package)."""
+(.ci/run installs the package). Slow (marked so)."""
 import json
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from archcalc.cli import app
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (DEBIAN / "train-images-idx3-ubyte.gz").is_file(),
                     reason=f"{DEBIAN} is absent: apt-get install dataset-fashion-mnist")
 def test_quick_run_learns_real_fashion_mnist(tmp_path):

@@ -12,6 +12,7 @@ from torch import nn
 
 from archcalc.training.datasets import Dataset, make_synthetic
 from archcalc.errors import ArchcalcError
+from archcalc.pytorch.devices import DEFAULT_THREADS, THREADS_ENV, cpu_threads
 from archcalc.training.engine import TrainConfig, TrainingInterrupted, load_config, train
 
 DATA = make_synthetic(train=512, test=128)
@@ -75,7 +76,9 @@ def test_loss_falls_and_every_output_file_is_written(tmp_path):
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                            "seconds", "images_per_second", "lr"}
+                            "seconds", "images_per_second", "lr", "steps", "images"}
+    assert [(int(r["steps"]), int(r["images"])) for r in rows] == [(512 // 32, 512)] * 3
+    assert metrics["threads"] == cpu_threads()      # 1, unless $ARCHCALC_THREADS says otherwise
     assert load_config(tmp_path) == config(epochs=3, lr=1e-2)
     restored = small_net(seed=1)
     restored.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
@@ -227,3 +230,27 @@ def test_grayscale_28x28_images_train_with_augmentation(tmp_path):
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
     result = train(model, data, config(epochs=1, batch_size=16), tmp_path)
     assert len(result.history) == 1 and 0 <= result.test_accuracy <= 1
+
+
+def test_cpu_threads_default_to_one_and_can_be_asked_for(monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert cpu_threads() == DEFAULT_THREADS == 1
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert cpu_threads() == 3
+    assert cpu_threads(2) == 2                      # --threads beats the environment
+    monkeypatch.setenv(THREADS_ENV, "two")
+    with pytest.raises(ArchcalcError, match="^ARCHCALC_THREADS: must be a positive whole number"):
+        cpu_threads()
+    with pytest.raises(ArchcalcError, match="^--threads: must be a positive whole number"):
+        cpu_threads(0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_training_runs_on_the_threads_asked_for_then_restores_them(tmp_path, monkeypatch, threads):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    before = torch.get_num_threads()
+    during = []
+    train(small_net(), DATA, config(epochs=1, max_steps_per_epoch=2, threads=threads), tmp_path,
+          on_step=lambda info: during.append(torch.get_num_threads()))
+    assert during == [threads, threads]
+    assert torch.get_num_threads() == before

@@ -4,8 +4,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from archcalc.training import runs
 from archcalc.cli import app
+from archcalc.training import runs
+from archcalc.views import train as view
 
 runner = CliRunner()
 
@@ -14,12 +15,21 @@ def train(*args):
     return runner.invoke(app, ["train", *args])
 
 
+@pytest.mark.slow
 def test_quick_synthetic_run_says_it_learns_and_names_the_data(tmp_path):
+    """Also the output to a log (CliRunner's stdout is no terminal): with --log-every 0 a
+    progress line for every step, then the epoch's line."""
     out = tmp_path / "run"
-    result = train("--quick", "synthetic", "--out", str(out))
+    result = train("--quick", "synthetic", "--out", str(out), "--log-every", "0")
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC data" in result.stdout
     assert "✓ it learns" in result.stdout
+    assert "after 1 epoch ·" in result.stdout
+    steps = 5_000 // 64     # the synthetic training set in batches of 64
+    progress = [l for l in result.stdout.splitlines() if l.startswith("epoch 1/1 · step ")]
+    assert [l.split()[4] for l in progress] == [f"{k}/{steps}" for k in range(1, steps + 1)]
+    assert all(" loss " in l and " acc " in l and l.endswith(" images/s") for l in progress)
+    assert result.stdout.index(progress[-1]) < result.stdout.index("epoch 1: train loss")
     assert "1,252,266 params, 20,741,120 MACs per image" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "synthetic" and metrics["synthetic"] is True
@@ -29,6 +39,7 @@ def test_quick_synthetic_run_says_it_learns_and_names_the_data(tmp_path):
     assert json.loads((out / "run.json").read_text())["dataset"] == "synthetic"
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     assert train("synthetic", "--epochs", "2", "--no-augment", "--out", str(straight)).exit_code == 0
@@ -39,7 +50,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(runs.Job, "epoch_line", staticmethod(ctrl_c_after_first_epoch))
+        patch.setattr(view, "epoch_line", ctrl_c_after_first_epoch)
         result = train("synthetic", "--epochs", "2", "--no-augment", "--out", str(stopped))
     assert result.exit_code == 130
     assert f"archcalc train synthetic --resume {stopped}" in result.stderr
@@ -66,6 +77,12 @@ def test_resume_refuses_new_settings(tmp_path):
     result = train("synthetic", "--resume", str(tmp_path), "--epochs", "3")
     assert result.exit_code == 2
     assert "--resume continues a run with its own settings; drop --epochs" in result.stderr
+
+
+def test_resume_of_a_missing_folder_says_so(tmp_path):
+    result = train("synthetic", "--resume", str(tmp_path / "nope"))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{tmp_path / 'nope'}: no such folder to resume"
 
 
 def test_resume_of_a_folder_that_is_no_run(tmp_path):
@@ -100,23 +117,11 @@ def test_missing_cifar10_says_where_it_looked_and_how_to_provide_it(tmp_path):
 def test_quick_caps_heavy_specs_only(macs, batch, expected):
     plan = runs.quick_plan(macs, 50_000, 10_000, batch, "cpu")
     assert (plan.max_steps, plan.batch_size) == expected
-    assert (plan.note is None) == (expected[0] is None)
-
-
-def test_loss_trend_reads_the_last_window_from_running_means():
-    from types import SimpleNamespace as Info
-    trend = runs.LossTrend()
-    # losses 2.3 on step 1, running mean 2.0 over steps 1-10, 1.5 over steps 1-20
-    for step, mean in [(1, 2.3)] + [(s, 2.3) for s in range(2, 10)] + [(10, 2.0), (15, 2.0), (20, 1.5)]:
-        trend.add(Info(epoch=1, step=step, loss=mean))
-    assert trend.first == 2.3
-    assert trend.last == (1.5 * 20 - 2.0 * 10) / 10     # steps 11-20 averaged 1.0
-
-
-def test_verdict_needs_more_than_noise():
-    assert runs.verdict(2.3, 1.0, 0.65, 10, 10_000).learned
-    assert not runs.verdict(2.3, 2.2, 0.11, 10, 500).learned    # within 3 σ of a guess
-    assert not runs.verdict(2.3, 2.4, 0.5, 10, 500).learned     # loss rose
+    assert plan.capped == (expected[0] is not None)
+    note = view.quick_note(plan)
+    assert (note is None) == (expected[0] is None)
+    if note:
+        assert f"stops after {plan.max_steps} steps of {plan.batch_size}" in note
 
 
 def test_the_cli_offers_exactly_the_data_sets_the_loader_knows():
@@ -124,3 +129,56 @@ def test_the_cli_offers_exactly_the_data_sets_the_loader_knows():
     from archcalc.training.datasets import DATASET_NAMES
     assert [d.value for d in DatasetName] == list(DATASET_NAMES)
     assert set(runs.DEFAULT_SPEC) == set(DATASET_NAMES)
+
+
+def test_help_shows_train_configs_defaults():
+    """One source: each option's default in `train --help` is TrainConfig's (and --quick's
+    where it differs), read here from the dataclass itself."""
+    import dataclasses
+    import re
+
+    from archcalc.pytorch.devices import DEFAULT_THREADS
+    from archcalc.training.options import QUICK_DEFAULTS, TrainConfig
+
+    def shown(value):
+        return ("on" if value else "off") if isinstance(value, bool) else \
+            f"{value:g}" if isinstance(value, float) else str(value)
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(line.strip("│ ") for line in result.stdout.splitlines())
+    internal = {"max_steps_per_epoch", "max_test_images"}
+    checked = []
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in internal:
+            continue
+        option = "--" + field.name.replace("_", "-")
+        match = re.search(re.escape(option) + r"\s.*?\[default: \((.*?)\)\]", text)
+        assert match, f"{option} shows no default"
+        parts = match.group(1).split("; ")
+        expected = f"${'ARCHCALC_THREADS'}, else {DEFAULT_THREADS}" if field.name == "threads" \
+            else shown(field.default)
+        assert parts[0] == expected, option
+        if field.name in QUICK_DEFAULTS:
+            assert f"{shown(QUICK_DEFAULTS[field.name])} with --quick" in parts, option
+        checked.append(field.name)
+    assert {"epochs", "batch_size", "optimizer", "lr", "augment", "threads"} <= set(checked)
+
+
+def test_help_of_train_does_not_import_torch():
+    import subprocess
+    import sys
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom archcalc.cli import app\n"
+            "r = CliRunner().invoke(app, ['train', '--help'])\n"
+            "assert r.exit_code == 0, r.output\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_bad_thread_count_in_the_environment_stops_before_anything_is_written(tmp_path):
+    result = runner.invoke(app, ["train", "synthetic", "--out", str(tmp_path / "r")],
+                           env={"ARCHCALC_THREADS": "x"})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "ARCHCALC_THREADS: must be a positive whole number of " \
+                                    "threads, got 'x'"
+    assert not (tmp_path / "r").exists()

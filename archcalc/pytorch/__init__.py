@@ -1,7 +1,6 @@
 """The torch side: build a spec's nn.Module, verify it against PyTorch and fvcore.
 
-Importing this package needs the ``torch`` extra; without it, one line says what to install.
+Each module here that imports torch first checks for the ``torch`` extra
+(:func:`archcalc.extras.require`), so a light install gets one line saying what to install;
+torch-free modules (``devices``' defaults) stay importable without it.
 """
-from archcalc.extras import require
-
-require("torch", "building or verifying a PyTorch model")

@@ -13,6 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
 
+from archcalc.extras import require
+
+require("torch", "building a PyTorch model")
+
 import torch
 from torch import nn
 

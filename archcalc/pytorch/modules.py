@@ -1,6 +1,10 @@
 """The few torch modules that PyTorch does not have as such. Imported only by the torch path."""
 from __future__ import annotations
 
+from archcalc.extras import require
+
+require("torch", "building a PyTorch model")
+
 import torch
 from torch import nn
 

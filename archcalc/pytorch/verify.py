@@ -29,11 +29,15 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from archcalc.extras import require
+
+require("torch", "verifying a PyTorch model")
+
 import torch
 from torch import nn
 
 from archcalc.errors import ArchcalcError, Position
-from archcalc.pytorch.devices import resolve_device
+from archcalc.pytorch.devices import resolve_device, torch_threads
 from archcalc.core.graph import Layer
 from archcalc.pytorch import modules
 from archcalc.pytorch.build import Branches, SpecLike, build_module, layer_modules, load_graph
@@ -42,12 +46,6 @@ Shape = Tuple[int, ...]
 
 # How a layer's count was checked (LayerCheck.checked_by); None: shape and parameters only.
 FVCORE, HAND_COUNT = "fvcore", "hand count"
-
-# Threads for the CPU passes. They are small (one image, by default), so more threads buy
-# little, and on a busy machine OpenMP threads waiting on each other cost seconds: GoogLeNet's
-# trace took 0.2 s on one thread and up to 2.5 s on two, on a loaded 2-core machine.
-CPU_THREADS = 1
-
 
 @dataclass
 class Check:
@@ -163,8 +161,10 @@ def _plain(value):
 # --- running the checks --------------------------------------------------------------------
 
 def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: bool = False,
-           device: str = "auto", batch: int = 1, seed: int = 0) -> Verification:
-    """Build the model of ``spec`` and check every primitive layer (heads too, if asked)."""
+           device: str = "auto", batch: int = 1, seed: int = 0,
+           threads: Optional[int] = None) -> Verification:
+    """Build the model of ``spec`` and check every primitive layer (heads too, if asked).
+    ``threads``: CPU threads for the passes (:func:`archcalc.pytorch.devices.cpu_threads`)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ArchcalcError(f"the batch size must be a positive integer, got {batch!r}",
                             Position("--batch-size"))
@@ -182,7 +182,7 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
     modules = layer_modules(model, layers)
     seconds["build"] = time.perf_counter() - start
 
-    with _cpu_threads(where, CPU_THREADS):
+    with torch_threads(where, threads):
         start = time.perf_counter()
         seen, flops, error = _forward(model, modules, x)
         seconds["forward"] = time.perf_counter() - start
@@ -198,18 +198,6 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
     totals = _totals(layers, checks, model, fvcore_total, flops, batch)
     return Verification(graph.spec.name, graph.spec.path, graph.variant, heads, str(where), note,
                         batch, checks, totals, unsupported, error, seconds)
-
-
-@contextlib.contextmanager
-def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
-    """PyTorch's intra-op threads set to ``threads`` on the CPU, then as they were."""
-    before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(min(threads, before))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass

@@ -1,7 +1,5 @@
 """Training: data sets, the engine, and the run folders `archcalc train` keeps.
 
-Importing this package needs the ``torch`` extra; without it, one line says what to install.
+Each module here that imports torch first checks for the ``torch`` extra
+(:func:`archcalc.extras.require`); ``options`` (the defaults `--help` shows) needs no torch.
 """
-from archcalc.extras import require
-
-require("torch", "training")

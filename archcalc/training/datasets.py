@@ -29,6 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from archcalc.extras import require
+
+require("torch", "training")
+
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -29,21 +29,23 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
+
+from archcalc.extras import require
+
+require("torch", "training")
 
 import torch
 import torch.nn.functional as F
 
-from archcalc.training.datasets import BatchTransform, Dataset, channel_stats
-from archcalc.pytorch.devices import resolve_device
 from archcalc.errors import ArchcalcError
 from archcalc.files import write_atomic
+from archcalc.pytorch.devices import resolve_device, torch_threads
+from archcalc.training.datasets import BatchTransform, Dataset, channel_stats
+from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig  # noqa: F401 (re-exported)
 
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("onecycle", "cosine", "none")
-DEVICES = ("auto", "cpu", "cuda")
 # Running loss and accuracy reach on_step every this many steps: reading them back from the
 # device (.item()) stalls a CUDA pipeline, and a progress bar needs no more.
 REFRESH_EVERY = 10
@@ -51,63 +53,10 @@ CHECKPOINT_FORMAT = 1
 
 
 @dataclass
-class TrainConfig:
-    """How to train. Defaults: Adam as in the notes, under a one-cycle schedule peaking at 3e-3
-    (one epoch of the notes' CNN on CIFAR-10 at batch 64: 64.5% test accuracy with a 1e-3 peak,
-    68.3% with 3e-3)."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    momentum: float = 0.9          # SGD only
-    nesterov: bool = True          # SGD only
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"
-    label_smoothing: float = 0.0
-    augment: bool = False
-    seed: int = 0
-    device: str = "auto"
-    max_steps_per_epoch: Optional[int] = None  # caps each epoch, for quick runs
-    max_test_images: Optional[int] = None      # evaluates on N test images spread over the set
-    compile: bool = False                      # torch.compile the model
-
-    def __post_init__(self) -> None:
-        _require(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
-        _require(self.batch_size >= 1, "batch_size", "must be at least 1", self.batch_size)
-        _require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}", self.optimizer)
-        _require(self.lr > 0, "lr", "must be positive", self.lr)
-        _require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)", self.momentum)
-        _require(self.weight_decay >= 0, "weight_decay", "must not be negative", self.weight_decay)
-        _require(self.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}", self.schedule)
-        _require(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)", self.label_smoothing)
-        _require(self.device in DEVICES, "device", f"must be one of {DEVICES}", self.device)
-        for name in ("max_steps_per_epoch", "max_test_images"):
-            value = getattr(self, name)
-            _require(value is None or value >= 1, name, "must be at least 1", value)
-        _require(not (self.optimizer == "sgd" and self.nesterov and self.momentum == 0), "nesterov",
-                 "needs a positive momentum", self.nesterov)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ArchcalcError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**data)
-
-
-def _require(ok: bool, name: str, rule: str, value: Any) -> None:
-    if not ok:
-        raise ArchcalcError(f"training option '{name}' {rule}, got {value!r}")
-
-
-@dataclass
 class StepInfo:
     """Progress within an epoch, for a progress bar. Loss and accuracy are the epoch's running
-    means, refreshed every ``REFRESH_EVERY`` steps and on the last one."""
+    means, refreshed on the first step, every ``REFRESH_EVERY`` steps and on the last one
+    (``refreshed`` says whether they were at this step)."""
 
     epoch: int  # 1-based
     epochs: int
@@ -116,6 +65,7 @@ class StepInfo:
     loss: float
     accuracy: float
     images_per_second: float
+    refreshed: bool = True
 
 
 @dataclass
@@ -131,6 +81,8 @@ class EpochRecord:
     seconds: float
     images_per_second: float
     lr: float
+    steps: Optional[int] = None     # None in checkpoints written before these were recorded
+    images: Optional[int] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,8 +130,16 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, out_dir
     Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`.
     """
     out_dir = Path(out_dir)
+    device = resolve_device(config.device)[0]
+    with torch_threads(device, config.threads):
+        return _train(model, dataset, config, out_dir, device, head_weights or {}, on_step,
+                      on_epoch, resume)
+
+
+def _train(model, dataset, config, out_dir: Path, device, head_weights, on_step, on_epoch,
+           resume: bool) -> TrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(model, dataset, config, resolve_device(config.device)[0], head_weights or {})
+    run = _Run(model, dataset, config, device, head_weights)
     if resume:
         run.load_state_dict(_read_checkpoint(out_dir / "checkpoint.pt", config))
     else:
@@ -260,7 +220,8 @@ class _Run:
             self.seconds += time.perf_counter() - started
         test_loss, test_accuracy = self.evaluate(stop_requested)
         record = EpochRecord(self.epoch + 1, self.loss_sum.item() / self.seen, self.correct.item() / self.seen,
-                             test_loss, test_accuracy, self.seconds, self.seen / max(self.seconds, 1e-9), self.lr)
+                             test_loss, test_accuracy, self.seconds, self.seen / max(self.seconds, 1e-9), self.lr,
+                             self.steps, self.seen)
         self.history.append(record)
         self.epoch, self.step = self.epoch + 1, 0
         self._start_epoch()
@@ -298,11 +259,12 @@ class _Run:
         return loss
 
     def _step_info(self, started: float) -> StepInfo:
-        if self._shown is None or self.step % REFRESH_EVERY == 0 or self.step == self.steps:
+        refresh = self._shown is None or self.step % REFRESH_EVERY == 0 or self.step == self.steps
+        if refresh:
             self._shown = (self.loss_sum.item() / self.seen, self.correct.item() / self.seen)
         elapsed = self.seconds + time.perf_counter() - started
         return StepInfo(self.epoch + 1, self.config.epochs, self.step, self.steps, *self._shown,
-                        self.seen / max(elapsed, 1e-9))
+                        self.seen / max(elapsed, 1e-9), refresh)
 
     @torch.inference_mode()
     def evaluate(self, stop_requested: Callable[[], bool] = lambda: False) -> tuple[float, float]:
@@ -446,7 +408,7 @@ def _interrupts_between_steps():
 
 def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     """A checkpoint to resume from; it must come from a run with the same configuration
-    (device and compilation aside), or "continue exactly" would be a lie."""
+    (device, threads and compilation aside), or "continue exactly" would be a lie."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -455,7 +417,7 @@ def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
         raise ArchcalcError(f"{path}: cannot read the checkpoint: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ArchcalcError(f"{path}: not an archcalc training checkpoint")
-    ignored = {"device", "compile"}
+    ignored = {"device", "compile", "threads"}
     saved, wanted = state["config"], config.to_dict()
     changed = sorted(k for k in wanted if k not in ignored and saved.get(k) != wanted[k])
     if changed:
@@ -477,6 +439,7 @@ def _write_metrics(out_dir: Path, run: _Run) -> None:
         "dataset": run.dataset.name,
         "synthetic": run.dataset.synthetic,
         "device": str(run.device),
+        "threads": torch.get_num_threads(),
         "test_images": len(run.test_y),
         "test_accuracy": last.test_accuracy,
         "test_loss": last.test_loss,

@@ -1,6 +1,7 @@
-"""A training run as `archcalc train` sets it up around the engine (:mod:`archcalc.train`):
-which spec suits which data, whether they fit, how much work ``--quick`` allows, where the
-run's files go, what ``--resume`` needs to rebuild, and the verdict at the end."""
+"""A training run as `archcalc train` sets it up around the engine
+(:mod:`archcalc.training.engine`): which spec suits which data, whether they fit, how much work
+``--quick`` allows, where the run's files go, what ``--resume`` needs to rebuild, and whether
+it learned. Data only: :mod:`archcalc.views.train` words it. Imports torch only lazily."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,8 @@ from typing import Optional, Tuple
 from archcalc.core.ops import fmt_shape
 from archcalc.errors import ArchcalcError, Position
 from archcalc.files import write_atomic
+from archcalc.pytorch.devices import cpu_threads
+from archcalc.training.options import CAPPED_BATCH, QUICK_DEFAULTS, TrainConfig, default
 
 DEFAULT_SPEC = {"cifar10": "cifar-cnn", "fashion-mnist": "fashion-cnn", "synthetic": "cifar-cnn"}
 RUN_FILE = "run.json"
@@ -42,6 +45,8 @@ class RunInfo:
         try:
             return cls(**json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
+            if not Path(out_dir).is_dir():
+                raise ArchcalcError("no such folder to resume", Position(str(out_dir))) from None
             raise ArchcalcError("not a run folder of archcalc train (no run.json)",
                                 Position(str(out_dir))) from None
         except (OSError, ValueError, TypeError) as exc:
@@ -74,13 +79,18 @@ def check_fit(spec_name: str, input_shape, output_shape, dataset) -> None:
 
 @dataclass
 class QuickPlan:
+    """How much a --quick run does; the figures behind the cap, for the screen."""
+
     max_steps: Optional[int]        # per epoch; None: the whole training set
     max_test_images: Optional[int]  # None: the whole test set
     batch_size: int
-    note: Optional[str]             # what was capped and why, for the screen
+    macs: int = 0                   # per image, forward
+    n_test: int = 0
+    device: str = "cpu"
 
-
-CAPPED_BATCH = 16   # a capped run learns more from many small steps than from a few large ones
+    @property
+    def capped(self) -> bool:
+        return self.max_steps is not None
 
 
 def quick_plan(macs: int, n_train: int, n_test: int, batch_size: Optional[int],
@@ -89,14 +99,11 @@ def quick_plan(macs: int, n_train: int, n_test: int, batch_size: Optional[int],
     (of CAPPED_BATCH images, unless the user chose a batch size)."""
     budget = QUICK_WORK["cuda" if device == "cuda" else "cpu"]
     if 3 * macs * n_train <= 1.2 * budget:
-        return QuickPlan(None, None, batch_size or 64, None)
+        return QuickPlan(None, None, batch_size or default("batch_size"), macs, n_test, device)
     batch_size = batch_size or CAPPED_BATCH
     steps = max(10, int(budget / (3 * macs * batch_size)))
     tests = min(n_test, max(500, int(budget / 3 / macs)))
-    note = (f"--quick on {device}: {macs / 1e6:,.0f}M multiply-adds per image is too much for a "
-            f"whole pass, so training stops after {steps} steps of {batch_size} "
-            f"({steps * batch_size:,} images) and testing uses {tests:,} of {n_test:,} images")
-    return QuickPlan(steps, tests, batch_size, note)
+    return QuickPlan(steps, tests, batch_size, macs, n_test, device)
 
 
 def new_run_dir(spec_stem: str, root: Path = Path("runs")) -> Path:
@@ -109,72 +116,123 @@ def new_run_dir(spec_stem: str, root: Path = Path("runs")) -> Path:
     return path
 
 
+# --- did it learn? ---------------------------------------------------------------------------
+
+SPAN_STEPS = 10     # the loss "at the start" and "at the end" are means over at least this many
+NOISE_SIGMAS = 3    # a fall, and a lead over chance, must exceed this many standard errors
+
+
 @dataclass
-class Verdict:
-    learned: bool
-    text: str
+class LossFall:
+    """The training loss over the first and over the last steps, and whether it fell by more
+    than noise: ``first - last > margin``, the margin being NOISE_SIGMAS standard errors of the
+    difference. ``margin`` is None when too few refreshes came to estimate the noise."""
 
+    first: float
+    first_steps: int
+    last: float
+    last_steps: int
+    margin: Optional[float]
 
-def verdict(first_loss: float, last_loss: float, test_accuracy: float, num_classes: int,
-            n_test: int) -> Verdict:
-    """Did it learn? The training loss must fall (first batch against the last steps) and test
-    accuracy beat chance by more than noise (3 σ of a guesser's accuracy on ``n_test`` images)."""
-    chance = 1 / num_classes
-    margin = 3 * math.sqrt(chance * (1 - chance) / n_test)
-    fell = last_loss < first_loss
-    beat = test_accuracy > chance + margin
-    mark = "✓ it learns" if fell and beat else "✗ it did not learn"
-    text = (f"{mark}: training loss {first_loss:.2f} (first batch) → {last_loss:.2f} (last steps)"
-            f", {'fell' if fell else 'did not fall'}; test accuracy {test_accuracy:.1%} against "
-            f"{chance:.1%} by chance ({'beats' if beat else 'does not beat'} it by more than "
-            f"noise on {n_test:,} images)")
-    return Verdict(fell and beat, text)
+    @property
+    def fell(self) -> bool:
+        return self.margin is not None and self.first - self.last > self.margin
 
 
 class LossTrend:
-    """The training loss at the start and over the latest steps, from the engine's progress
-    reports (running means of the epoch, refreshed every few steps)."""
+    """The training loss over a run, from the engine's progress reports: running means of each
+    epoch, refreshed every few steps (``StepInfo.refreshed``). Between two refreshes of an epoch
+    lies a window of steps whose mean loss follows exactly from the two running means."""
 
     def __init__(self):
-        self.first: Optional[float] = None
         self.marks: list = []       # (epoch, step, running mean) at each refresh
 
     def add(self, info) -> None:
-        if self.first is None:
-            self.first = info.loss  # the first batch's loss, before any update
-        if not self.marks or (info.epoch, info.loss) != (self.marks[-1][0], self.marks[-1][2]):
+        if info.refreshed:
             self.marks.append((info.epoch, info.step, info.loss))
 
-    @property
-    def last(self) -> Optional[float]:
-        """Mean loss between the last two refreshes of the last epoch (or its running mean)."""
+    def windows(self) -> list:
+        """(epoch, steps, mean loss) of each window between refreshes, in order."""
+        out, previous = [], None
+        for epoch, step, mean in self.marks:
+            step0, mean0 = (previous[1], previous[2]) if previous and previous[0] == epoch else (0, 0.0)
+            if step > step0:
+                out.append((epoch, step - step0, (mean * step - mean0 * step0) / (step - step0)))
+            previous = (epoch, step, mean)
+        return out
+
+    def noise(self) -> Optional[float]:
+        """The standard deviation of one step's loss, from successive windows of an epoch: the
+        difference of two window means of a and b steps has variance σ²(1/a + 1/b) when the
+        loss is flat, more when it trends, so the estimate errs towards "did not fall"."""
+        windows = self.windows()
+        terms = [(m1 - m0) ** 2 / (1 / n0 + 1 / n1)
+                 for (e0, n0, m0), (e1, n1, m1) in zip(windows, windows[1:]) if e0 == e1]
+        return math.sqrt(sum(terms) / len(terms)) if terms else None
+
+    def fall(self) -> Optional[LossFall]:
+        """The mean loss over the first SPAN_STEPS steps (or more, up to the next refresh)
+        against the last SPAN_STEPS or more, within the first and the last epoch."""
         if not self.marks:
             return None
-        epoch, step, mean = self.marks[-1]
-        before = [m for m in self.marks[:-1] if m[0] == epoch]
-        if not before:
-            return mean
-        _, step0, mean0 = before[-1]
-        return (mean * step - mean0 * step0) / (step - step0)
+        first_epoch, last_epoch = self.marks[0][0], self.marks[-1][0]
+        head = [m for m in self.marks if m[0] == first_epoch]
+        _, first_steps, first = next((m for m in head if m[1] >= SPAN_STEPS), head[-1])
+        tail = [m for m in self.marks if m[0] == last_epoch]
+        _, end, mean = tail[-1]
+        _, start, mean0 = next((m for m in reversed(tail) if end - m[1] >= SPAN_STEPS),
+                               (last_epoch, 0, 0.0))
+        last = (mean * end - mean0 * start) / (end - start)
+        sigma = self.noise()
+        margin = None if sigma is None else \
+            NOISE_SIGMAS * sigma * math.sqrt(1 / first_steps + 1 / (end - start))
+        return LossFall(first, first_steps, last, end - start, margin)
+
+
+@dataclass
+class LearningVerdict:
+    """Did a quick run learn? Its loss fell by more than noise and its test accuracy beat
+    chance by more than a guesser's noise (NOISE_SIGMAS σ of a guess's accuracy on n_test)."""
+
+    loss: LossFall
+    test_accuracy: float
+    chance: float
+    chance_margin: float
+    n_test: int
+
+    @property
+    def beat_chance(self) -> bool:
+        return self.test_accuracy > self.chance + self.chance_margin
+
+    @property
+    def learned(self) -> bool:
+        return self.loss.fell and self.beat_chance
+
+
+def learning_verdict(loss: LossFall, test_accuracy: float, num_classes: int,
+                     n_test: int) -> LearningVerdict:
+    chance = 1 / num_classes
+    margin = NOISE_SIGMAS * math.sqrt(chance * (1 - chance) / n_test)
+    return LearningVerdict(loss, test_accuracy, chance, margin, n_test)
 
 
 # --- a run put together: spec, data, model, configuration, folder ---------------------------
 
 @dataclass
 class Job:
-    """Everything one `archcalc train` invocation trains, and the text it shows about it.
-    Building one imports torch; nothing here prints."""
+    """Everything one `archcalc train` invocation trains. Building one imports torch; nothing
+    here prints or words anything (archcalc.views.train does)."""
 
     info: RunInfo
     spec_name: str
-    dataset: "object"               # archcalc.datasets.Dataset
+    dataset: "object"               # archcalc.training.datasets.Dataset
     model: "object"                 # torch.nn.Module returning logits
-    config: "object"                # archcalc.train.TrainConfig
+    config: TrainConfig
     out_dir: Path
     resume: bool
     params: int
     macs: int
-    notes: list
+    plan: Optional[QuickPlan] = None    # --quick's plan, for a new quick run
     trend: LossTrend = field(default_factory=LossTrend)
 
     def run(self, on_step=None, on_epoch=None):
@@ -188,61 +246,41 @@ class Job:
                      head_weights=getattr(self.model, "loss_weights", None) or None,
                      on_step=step, on_epoch=on_epoch, resume=self.resume)
 
-    def header(self) -> str:
-        data, c = self.dataset, self.config
-        kind = "SYNTHETIC data (built in; not a real data set)" if data.synthetic else data.name
-        rate = "constant rate" if c.schedule == "none" else f"{c.schedule} schedule"
-        settings = [f"{c.epochs} epoch{'s' * (c.epochs != 1)}", f"{c.optimizer} lr {c.lr:g}",
-                    f"batch {c.batch_size}", rate, f"augment {'on' if c.augment else 'off'}"]
-        return (f"{'continuing' if self.resume else 'training'} {self.spec_name} "
-                f"({self.params:,} params, {self.macs:,} MACs per image) on {kind}: "
-                f"{len(data.train_y):,} training and {len(data.test_y):,} test images · "
-                f"{' · '.join(settings)} → {self.out_dir}")
+    @property
+    def capped(self) -> bool:
+        """Whether each epoch stops short of a whole pass over the training set."""
+        full = max(1, len(self.dataset.train_y) // self.config.batch_size)
+        return self.config.max_steps_per_epoch is not None and self.config.max_steps_per_epoch < full
 
-    @staticmethod
-    def epoch_line(r) -> str:
-        return (f"epoch {r.epoch}: train loss {r.train_loss:.4f} acc {r.train_accuracy:.2%} · "
-                f"test loss {r.test_loss:.4f} acc {r.test_accuracy:.2%} · {r.seconds:.0f} s · "
-                f"{r.images_per_second:,.0f} images/s")
+    @property
+    def n_test(self) -> int:
+        count = len(self.dataset.test_y)
+        return min(count, self.config.max_test_images or count)
 
-    def verdict(self, result) -> Optional[Verdict]:
+    def learning_verdict(self, result) -> Optional[LearningVerdict]:
         """For quick runs trained whole in this process: a resumed run lacks its first steps."""
-        if not self.info.quick or self.resume or self.trend.first is None:
+        fall = self.trend.fall()
+        if not self.info.quick or self.resume or fall is None:
             return None
-        n_test = min(len(self.dataset.test_y), self.config.max_test_images or len(self.dataset.test_y))
-        return verdict(self.trend.first, self.trend.last, result.test_accuracy,
-                       self.dataset.num_classes, n_test)
-
-    def result_lines(self, result) -> list:
-        seconds = sum(r.seconds for r in result.history)
-        images = sum(r.images_per_second * r.seconds for r in result.history)
-        data = "synthetic data" if self.dataset.synthetic else self.dataset.name
-        lines = [f"test accuracy {result.test_accuracy:.2%} on {data} after "
-                 f"{len(result.history)} epoch{'s' * (len(result.history) != 1)} · training "
-                 f"{seconds:,.0f} s at {images / max(seconds, 1e-9):,.0f} images/s on {result.device}"
-                 f" · {self.spec_name}: {self.params:,} params, {self.macs:,} MACs per image"]
-        v = self.verdict(result)
-        if v is not None:
-            lines.append(v.text)
-        lines.append(f"run folder: {self.out_dir} (metrics.csv, metrics.json, config.json, "
-                     "checkpoint.pt, model.pt)")
-        return lines
+        return learning_verdict(fall, result.test_accuracy, self.dataset.num_classes, self.n_test)
 
 
 def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quick: bool,
-            chosen: dict, device: str, compile: bool, data_dir, download: bool, out) -> Job:
+            chosen: dict, device: str, compile: bool, data_dir, download: bool, out,
+            threads: Optional[int] = None) -> Job:
+    """A new run: ``chosen`` holds the training options the user gave (None: not given), the
+    rest are TrainConfig's defaults, or QUICK_DEFAULTS' for a quick run."""
     from dataclasses import replace
 
-    from archcalc.training.datasets import load_dataset
     from archcalc.files import resolve_spec
     from archcalc.pytorch.devices import resolve_device
-    from archcalc.training.engine import TrainConfig
+    from archcalc.training.datasets import load_dataset
 
     path = resolve_spec(spec or default_spec(dataset_name))
     values = {k: v for k, v in chosen.items() if v is not None}
-    values.setdefault("epochs", 1 if quick else 10)
-    values.setdefault("augment", not quick)     # one pass learns faster from the plain images
-    config = TrainConfig(device=device, compile=compile, **values)
+    if quick:
+        values = {**QUICK_DEFAULTS, **values}
+    config = TrainConfig(device=device, compile=compile, threads=cpu_threads(threads), **values)
     out_dir = Path(out) if out else new_run_dir(Path(path).stem)
     if (out_dir / RUN_FILE).exists() or (out_dir / "checkpoint.pt").exists():
         raise ArchcalcError("this folder already holds a run; continue it with --resume, or "
@@ -251,20 +289,19 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
     info = RunInfo(str(Path(path).resolve()), variant, dataset_name,
                    str(data_dir) if data_dir else None, heads=False, quick=quick)
     job = _assemble(info, dataset, config, out_dir, resume=False)
-    notes = []
     if quick:
         plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y),
                           chosen.get("batch_size"), resolve_device(device)[0].type)
         job.config = replace(config, max_steps_per_epoch=plan.max_steps,
                              max_test_images=plan.max_test_images, batch_size=plan.batch_size)
-        notes += [plan.note] if plan.note else []
-    job.notes = notes
+        job.plan = plan
     out_dir.mkdir(parents=True, exist_ok=True)
     job.info.save(out_dir)
     return job
 
 
-def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, data_dir) -> Job:
+def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, data_dir,
+               threads: Optional[int] = None) -> Job:
     from dataclasses import replace
 
     from archcalc.training.datasets import load_dataset
@@ -274,7 +311,8 @@ def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, dat
     if info.dataset != dataset_name:
         raise ArchcalcError(f"this run trained on {info.dataset}, not {dataset_name}",
                             Position(str(out_dir)))
-    config = replace(load_config(out_dir), device=device, compile=compile)
+    config = replace(load_config(out_dir), device=device, compile=compile,
+                     threads=cpu_threads(threads))
     dataset = load_dataset(dataset_name, data_dir or info.data_dir)
     return _assemble(info, dataset, config, Path(out_dir), resume=True)
 
@@ -294,4 +332,4 @@ def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Jo
     model = build_module(graph, heads=info.heads, logits=True)
     totals = analysis.analyze(graph).totals
     return Job(info, Path(info.spec).stem, dataset, model, config, out_dir, resume,
-               totals.params, totals.macs, [])
+               totals.params, totals.macs)

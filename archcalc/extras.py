@@ -16,8 +16,8 @@ from archcalc.errors import ArchcalcError
 # extra -> (the modules it provides, what it is for, how to install it)
 EXTRAS: Dict[str, Tuple[Tuple[str, ...], str, str]] = {
     "torch": (("torch", "fvcore", "numpy"), "PyTorch, fvcore and NumPy",
-              "pip install torch (the build for your machine from pytorch.org; here the CPU "
-              "build torch==2.13.0), then pip install 'archcalc[torch]'"),
+              "pip install torch (the build for your machine, from pytorch.org: an unpinned "
+              "torch is a CUDA build of several GB), then pip install 'archcalc[torch]'"),
     "plot": (("matplotlib",), "matplotlib", "pip install 'archcalc[plot]'"),
 }
 

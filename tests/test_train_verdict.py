@@ -91,14 +91,25 @@ def test_test_accuracy_must_beat_chance_by_more_than_noise():
     # a guesser on 500 images of 10 classes: σ = sqrt(0.1 × 0.9 / 500) = 0.0134; 3 σ = 0.040
     assert not runs.learning_verdict(fall, 0.139, 10, 500).learned
     assert runs.learning_verdict(fall, 0.141, 10, 500).learned
-    assert not runs.learning_verdict(runs.LossFall(2.3, 10, 2.25, 10, 0.1), 0.9, 10, 500).learned
+
+
+
+def test_held_out_accuracy_is_the_evidence_and_a_rising_loss_vetoes_it():
+    """A loss that moved less than its noise leaves the verdict to the test accuracy; a loss
+    that rose by more than its noise (a diverging run) is never 'it learns'."""
+    within_noise = runs.LossFall(2.21, 10, 2.10, 10, 0.58)
+    assert not within_noise.fell and not within_noise.rose
+    assert runs.learning_verdict(within_noise, 0.244, 10, 806).learned
+    assert not runs.learning_verdict(within_noise, 0.11, 10, 806).learned
+    diverged = runs.LossFall(2.3, 10, 2.5, 10, 0.1)
+    assert diverged.rose and not runs.learning_verdict(diverged, 0.9, 10, 500).learned
 
 
 def test_the_verdict_line_says_the_numbers():
     v = runs.learning_verdict(runs.LossFall(2.34, 10, 2.33, 10, 0.12), 0.11, 10, 500)
     line = view.verdict_line(v)
     assert line.startswith("✗ not shown to learn: training loss 2.34 (first 10 steps) → 2.33 "
-                           "(last 10), did not fall by more than the noise margin of 0.12")
+                           "(last 10), did not move by more than the noise margin of 0.12")
     assert "does not beat it" in line
 
 

@@ -84,8 +84,8 @@ def verdict_line(v: LearningVerdict) -> str:
     if loss.margin is None:
         fall = "too few steps to tell a fall from noise"
     else:
-        fall = (f"{'fell' if loss.fell else 'did not fall'} by more than the noise margin of "
-                f"{loss.margin:.2f}")
+        moved = "fell" if loss.fell else "rose" if loss.rose else "did not move"
+        fall = f"{moved} by more than the noise margin of {loss.margin:.2f}"
     mark = "✓ it learns" if v.learned else "✗ not shown to learn"
     return (f"{mark}: training loss {loss.first:.2f} (first {loss.first_steps} steps) → "
             f"{loss.last:.2f} (last {loss.last_steps}), {fall}; test accuracy "

@@ -104,7 +104,7 @@ def threads_default() -> str:
 ThreadsOpt = Annotated[Optional[int], typer.Option(
     "--threads", min=1, show_default=threads_default(),
     help="PyTorch's CPU threads. More is faster only on idle cores: on a 2-core machine with "
-    "one core busy, 2 threads trained at 0.35× the speed of 1.")]
+    "one core busy, 2 threads trained at about half the speed of 1.")]
 
 
 @contextlib.contextmanager

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 # PyTorch's intra-op threads on the CPU. Torch's own default (one per core) stalls when the
 # cores are shared: benchmarks/threads.py, training the notes' CNN on a 2-core machine that
 # other jobs also used, gave 2 threads 1.36× the speed of 1 when quiet, but 0.35× with one
-# core kept busy (median of 3 rounds; single rounds down to 0.14×). GoogLeNet's verify trace
+# core kept busy (median of 3 rounds; single rounds down to 0.14×); on a quiet machine, 1.72×
+# quiet and 0.53× loaded (median of 5), while 1 thread kept its speed under load (1.01×). GoogLeNet's verify trace
 # took 0.2 s on one thread and up to 2.5 s on two. So one thread is the default, and
 # $ARCHCALC_THREADS or --threads asks for more on a machine of one's own.
 DEFAULT_THREADS = 1

@@ -169,11 +169,11 @@ def show(tab, wide: bool = False) -> None:
     """A table on screen: rich in a terminal, plain text when piped or very long. A pipe gets
     every column; a terminal narrower than the table a fitted one and a note that says what
     was left out or shortened, unless ``wide``."""
-    from rich.console import Console
     from archcalc.views.table import Fitted, fit, render_plain, screen_width, to_rich
-    if not sys.stdout.isatty():
+    if not sys.stdout.isatty():     # before importing rich's console: a pipe needs none of it
         sys.stdout.write(render_plain(tab))
         return
+    from rich.console import Console
     out = console()
     fitted = Fitted(tab, out.width) if wide else fit(tab, out.width)
     tab = fitted.table

@@ -1,11 +1,12 @@
 """Training speed of archcalc's engine beside a minimal hand-written PyTorch loop, in one run.
 
-    python benchmarks/train_throughput.py [--steps 30] [--batch-size 64] [--rounds 8]
+    python benchmarks/train_throughput.py [--steps 30] [--batch-size 64] [--rounds 8] [--threads N]
 
 Both train the CIFAR-10 CNN from ../shared/reference/cifar-models.md §1, built from
 specs/cifar-cnn.yaml as `archcalc train` builds it, from the same initial weights, on the same images
 (real CIFAR-10 when the loader finds it, else the synthetic set), with the same batch size,
-Adam and channels_last memory format (as the engine uses), for the same number of steps.
+Adam and channels_last memory format (as the engine uses), for the same number of steps, on the
+same number of CPU threads (archcalc's default, or --threads).
 
 Shared 2-core machines are noisy (the same loop measured anywhere from 90 to 950 images/s within
 minutes), so many short rounds alternate between the two and the best round of each counts:
@@ -26,6 +27,7 @@ from torch import nn
 from archcalc import build_model
 from archcalc.training.datasets import Dataset, load_dataset, make_synthetic
 from archcalc.errors import DataError
+from archcalc.pytorch.devices import cpu_threads
 from archcalc.training.engine import TrainConfig, train
 
 
@@ -47,7 +49,8 @@ def hand_loop(model: nn.Module, data: Dataset, steps: int, batch_size: int) -> f
 
 def engine(model: nn.Module, data: Dataset, steps: int, batch_size: int) -> float:
     config = TrainConfig(epochs=1, batch_size=batch_size, optimizer="adam", lr=1e-3, schedule="none",
-                         augment=False, device="cpu", max_steps_per_epoch=steps, max_test_images=batch_size)
+                         augment=False, device="cpu", max_steps_per_epoch=steps, max_test_images=batch_size,
+                         threads=torch.get_num_threads())
     with tempfile.TemporaryDirectory() as out_dir:
         return train(model, data, config, out_dir).history[0].images_per_second
 
@@ -63,7 +66,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for both (default: archcalc's, see pytorch/devices.py)")
     args = parser.parse_args()
+    torch.set_num_threads(cpu_threads(args.threads))    # the hand loop's; the engine is told
     try:
         data = load_dataset("cifar10")
     except DataError:

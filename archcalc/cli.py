@@ -52,6 +52,8 @@ FigureOutputOpt = Annotated[Optional[Path], typer.Option(
     "--output", "-o", help="Write to this file (whole, or not at all) instead of the screen; "
     ".csv, .md, .json or .txt (the screen's table) say the format; .png or .svg: the figure "
     "only (as --plot).")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Let -o (or --plot) replace a read-only file; it keeps its mode.")]
 WideOpt = Annotated[bool, typer.Option(
     "--wide", help="Every column even on a narrow terminal (which then wraps the lines).")]
 
@@ -113,15 +115,29 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ArchcalcError as exc:
-        typer.echo(str(exc), err=True)
+        from archcalc.errors import printable      # a user's key may hold a terminal escape
+        typer.echo(printable(str(exc)), err=True)
         raise typer.Exit(2)
 
 
-def check_output(output: Optional[Path]) -> None:
-    """Before any work: an -o file that cannot be written is bad input, not a late surprise."""
-    if output is not None:
-        from archcalc.files import check_writable
-        check_writable(output)
+def check_output(output: Optional[Path], force: bool = False, inputs=(),
+                 plot: Optional[Path] = None) -> None:
+    """Before any work: an -o (or --plot) file that cannot be written, or only by destroying
+    what is there, is bad input, not a late surprise; so is one that is an input (the spec
+    files ``inputs`` name, as arguments or bundled names) or the other output."""
+    from archcalc.files import check_distinct, check_writable, resolve_spec
+    outputs = [p for p in (output, plot) if p is not None]
+    if not outputs:
+        return
+    for path in outputs:
+        check_writable(path, force)
+    files = []
+    for arg in inputs:
+        try:
+            files.append(resolve_spec(arg))
+        except ArchcalcError:       # not a spec file (a variant's name, a typo): load says so
+            pass
+    check_distinct(outputs, files)
 
 
 def input_shape(input: Optional[str]):
@@ -133,25 +149,26 @@ def input_shape(input: Optional[str]):
     return parse_input(input, Position("--input"))
 
 
-def emit(text: str, output: Optional[Path]) -> None:
+def emit(text: str, output: Optional[Path], force: bool = False) -> None:
     """Print ``text``, or write it whole to ``output`` and say so on stderr."""
     if output is None:
         sys.stdout.write(text)
         return
     from archcalc.files import write_atomic
-    write_atomic(output, text)
+    write_atomic(output, text, force)
     typer.echo(f"wrote {output}", err=True)
 
 
-def emit_table(tab, format: Format, output: Optional[Path], wide: bool = False) -> None:
+def emit_table(tab, format: Format, output: Optional[Path], wide: bool = False,
+               force: bool = False) -> None:
     """A report.Table as CSV or Markdown, or as on screen (to a file without colour, whole)."""
     from archcalc.views import table as render
     if format is Format.csv:
-        emit(render.to_csv(tab), output)
+        emit(render.to_csv(tab), output, force)
     elif format is Format.markdown:
-        emit(render.to_markdown(tab), output)
+        emit(render.to_markdown(tab), output, force)
     elif output is not None:
-        emit(render.render_plain(tab), output)
+        emit(render.render_plain(tab), output, force)
     else:
         show(tab, wide)
 
@@ -181,14 +198,14 @@ def show(tab, wide: bool = False) -> None:
         sys.stdout.write(render_plain(tab, color=True, width=out.width))
     else:
         for note in tab.notes:
-            out.print(note, style="dim", highlight=False)
+            out.print(note, style="dim", highlight=False, markup=False)
         # a table wider than the terminal (--wide) is drawn whole; the terminal wraps it
         needs = screen_width(tab)
         wider = out if needs <= out.width else Console(width=needs)
         for part in to_rich(tab):
             wider.print(part)
     if fitted.note():
-        out.print(fitted.note(), style="dim", highlight=False)
+        out.print(fitted.note(), style="dim", highlight=False, markup=False)
 
 
 @contextlib.contextmanager
@@ -234,6 +251,7 @@ def table(
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Also draw params and MACs per row: FILE.png or FILE.svg.")] = None,
     wide: WideOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
 
@@ -242,18 +260,19 @@ def table(
     from archcalc.views import report as view
     from archcalc.views.table import to_json
     with user_errors(), gc_paused():
-        check_output(output)
+        check_output(output, force, [spec], plot)
         format, output, plot = figure_output(format, output, plot)
         if plot is not None:
             from archcalc.views import plot as plotting
-            plotting.check_path(plot)
+            plotting.check_path(plot, force)
         result = load_report(spec, variant, input, heads, tolerance)
         if plot is not None:
-            write_plot(plotting.report_figure(result), plot)
+            write_plot(plotting.report_figure(result), plot, force)
         if format is Format.json:
-            emit(to_json(result.to_dict()), output)
+            emit(to_json(result.to_dict()), output, force)
         elif format is not None:
-            emit_table(view.make_table(result, style.value, detail), format, output, wide)
+            emit_table(view.make_table(result, style.value, detail), format, output, wide,
+                       force)
 
 
 @app.command()
@@ -290,6 +309,7 @@ def compare(
         "--plot", help="Also draw weights and MACs per module, side by side: FILE.png or "
         "FILE.svg.")] = None,
     wide: WideOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Two variants of a spec, or two specs, side by side: weights, MACs, widths, ratios.
 
@@ -310,24 +330,24 @@ def compare(
     from archcalc.views import compare as view
     from archcalc.views.table import to_json
     with user_errors():
-        check_output(output)
+        check_output(output, force, [a, b, spec or comparing.DEFAULT_SPEC], plot)
         format, output, plot = figure_output(format, output, plot)
         if plot is not None:
             from archcalc.views import plot as plotting
-            plotting.check_path(plot)
+            plotting.check_path(plot, force)
         result = comparing.run(a, b, spec, variant, input_shape(input))
         if plot is not None:
-            write_plot(plotting.comparison_figure(result), plot)
+            write_plot(plotting.comparison_figure(result), plot, force)
         if format is Format.json:
-            emit(to_json(view.to_dict(result)), output)
+            emit(to_json(view.to_dict(result)), output, force)
         elif format is not None:
-            emit_table(view.make_table(result), format, output, wide)
+            emit_table(view.make_table(result), format, output, wide, force)
 
 
-def write_plot(figure, path: Path) -> None:
+def write_plot(figure, path: Path, force: bool = False) -> None:
     """Write a figure whole and say so on stderr, as emit() does for text."""
     from archcalc.views.plot import write
-    write(figure, path)
+    write(figure, path, force)
     typer.echo(f"wrote {path}", err=True)
 
 
@@ -348,6 +368,7 @@ def verify(
     format: FormatOpt = None,
     output: OutputOpt = None,
     wide: WideOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Build the PyTorch model and check every layer against PyTorch and fvcore.
 
@@ -360,7 +381,7 @@ def verify(
     import time
     start = time.perf_counter()
     with user_errors():
-        check_output(output)
+        check_output(output, force, [spec])
         format = output_format(format, output)
         from archcalc.pytorch import verify as checks     # imports torch and fvcore
         from archcalc.views import verify as view
@@ -368,9 +389,9 @@ def verify(
                                batch=batch_size, threads=threads)
         if format is Format.json:
             from archcalc.views.table import to_json
-            emit(to_json(result.to_dict()), output)
+            emit(to_json(result.to_dict()), output, force)
         else:
-            emit_table(view.to_table(result), format, output, wide)
+            emit_table(view.to_table(result), format, output, wide, force)
     line = view.summary_line(result, time.perf_counter() - start)
     on_screen = format is Format.table and output is None
     typer.secho(line, err=not on_screen, fg="green" if result.ok else "red", bold=True)

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from archcalc.core import graph
 from archcalc.errors import ArchcalcError, Position
-from archcalc.files import BUNDLED, resolve_spec
+from archcalc.files import BUNDLED, is_file, resolve_spec
 from archcalc.core.ops import Counts, Shape
 from archcalc.core.spec import Spec, load
 
@@ -34,8 +34,8 @@ def is_spec(arg: str) -> bool:
     looks like a path (ends in .yaml/.yml or has a '/'), so a mistyped file is not taken for a
     variant name. Variant names have neither dots nor slashes, so none is hidden by this."""
     path = Path(arg)
-    return (path.is_file() or path.suffix in (".yaml", ".yml") or "/" in arg
-            or (BUNDLED / f"{arg}.yaml").is_file())
+    return (is_file(path) or path.suffix in (".yaml", ".yml") or "/" in arg
+            or is_file(BUNDLED / f"{arg}.yaml"))
 
 
 # --- the numbers ---------------------------------------------------------------------------

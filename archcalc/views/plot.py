@@ -40,9 +40,10 @@ class Panel:
     notes: List[Optional[str]] = field(default_factory=list)   # above each category: "2.4×"
 
 
-def check_path(path: Union[str, Path]) -> str:
-    """The format for ``path`` (png or svg), checked writable before any work is done."""
-    check_writable(path)
+def check_path(path: Union[str, Path], force: bool = False) -> str:
+    """The format for ``path`` (png or svg), checked writable before any work is done
+    (``force``: a read-only file may be replaced)."""
+    check_writable(path, force)
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         said = f"a '{suffix}' file" if suffix else "a file without an extension"
@@ -51,8 +52,8 @@ def check_path(path: Union[str, Path]) -> str:
     return FORMATS[suffix]
 
 
-def write(figure: Figure, path: Union[str, Path]) -> None:
-    write_atomic(path, render(figure, check_path(path)))
+def write(figure: Figure, path: Union[str, Path], force: bool = False) -> None:
+    write_atomic(path, render(figure, check_path(path, force)), force)
 
 
 def render(figure: Figure, fmt: str) -> bytes:

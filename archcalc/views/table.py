@@ -8,6 +8,10 @@ command's view (``views/report.py``, ``views/compare.py`` ...) builds a Table fr
 A terminal narrower than a table gets a fitted copy (:func:`fit`): numbers shortened first
 (``7.00M``), then the columns the view marked optional left out, and a note says which. A
 cell is never split: a number is printed whole, or shortened, or its column is left out.
+
+Text comes from users (a spec's keys, name, description, source): every renderer passes it
+through :func:`archcalc.errors.printable`, so a control character is shown as ``\\x1b`` and
+never reaches a terminal, nor breaks a Markdown or CSV line; rich gets it as Text (no markup).
 """
 from __future__ import annotations
 
@@ -15,11 +19,13 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
 from archcalc.core.ops import fmt_shape
+from archcalc.errors import printable
 
 @dataclass
 class Column:
@@ -80,7 +86,7 @@ def fmt_cell(value: Any, kind: str, plain: bool = False, short: bool = False) ->
         if plain:
             return f"{value:.2f}"
         return f"{value:+.1f}%" if round(value, 1) else "0.0%"
-    return str(value)
+    return printable(str(value))
 
 
 def human(value: float, zeros: bool = False) -> str:
@@ -155,7 +161,7 @@ class Fitted:
 
 def column_widths(table: Table) -> List[int]:
     """Each column's width on screen: its widest cell, header and total included."""
-    widths = [len(c.header) for c in table.columns]
+    widths = [len(printable(c.header)) for c in table.columns]
     for r in range(len(table.rows)):
         for i in range(len(widths)):
             widths[i] = max(widths[i], len(_screen_cell(table, r, i)[0]))
@@ -248,13 +254,16 @@ def to_rich(table: Table) -> list:
     widths = column_widths(table)
     out = []
     for cols, title, footer, summary, rows in _parts(table):
-        rt = RichTable(title=title, caption="\n".join(summary) or None, box=box.SIMPLE_HEAVY,
-                       show_footer=bool(footer), caption_justify="left", title_justify="left")
+        caption = "\n".join(printable(line) for line in summary)
+        rt = RichTable(title=Text(printable(title)), caption=Text(caption) if caption else None,
+                       box=box.SIMPLE_HEAVY, show_footer=bool(footer), caption_justify="left",
+                       title_justify="left")
         for i in cols:
             col = table.columns[i]
-            rt.add_column(col.header, justify="right" if _numeric(col) else "left",
-                          no_wrap=True, min_width=widths[i],
-                          footer=_footer_cell(table, i) if footer else "")
+            rt.add_column(Text(printable(col.header)),
+                          justify="right" if _numeric(col) else "left", no_wrap=True,
+                          min_width=widths[i],
+                          footer=Text(_footer_cell(table, i)) if footer else "")
         for r in rows:
             cells = [_screen_cell(table, r, i) for i in cols]
             rt.add_row(*(Text(t, style="bold red" if f else "") for t, f in cells))
@@ -267,15 +276,16 @@ def render_plain(table: Table, color: bool = False, width: Optional[int] = None)
     a file or a pipe gets. ``color`` marks flagged cells in ANSI red; ``width`` (a terminal's)
     wraps the notes, titles and summary lines between words (fit the table itself first)."""
     def wrap(texts):
+        texts = [printable(text) for text in texts]
         if width is None:
-            return list(texts)
+            return texts
         return [part for text in texts for part in
                 (textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
                  or [""])]
 
     lines = wrap(table.notes)
     for cols, title, footer, summary, rows in _parts(table):
-        headers = [table.columns[i].header for i in cols]
+        headers = [printable(table.columns[i].header) for i in cols]
         body = [[_screen_cell(table, r, i) for i in cols] for r in rows]
         foot = [_footer_cell(table, i) for i in cols] if footer else None
         widths = [max([len(h)] + [len(row[k][0]) for row in body] + ([len(foot[k])] if foot else []))
@@ -316,26 +326,41 @@ def text_rows(table: Table, plain: bool = True) -> List[List[str]]:
 
 
 def to_csv(table: Table) -> str:
-    """CSV with the stdlib: an export needs no data-frame library."""
+    """CSV with the stdlib: an export needs no data-frame library. Control characters in
+    text are escaped as on screen (see :func:`printable`), so a CSV shown with ``cat`` is safe
+    and every record is one line."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([c.header for c in table.columns])
+    writer.writerow([printable(c.header) for c in table.columns])
     writer.writerows(text_rows(table, plain=True))
     return buf.getvalue()
+
+
+def _md_cell(text: str) -> str:
+    """A cell of a pipe table: a '|' in a name would start a new column."""
+    return printable(text).replace("|", "\\|")
 
 
 def to_markdown(table: Table) -> str:
     """A pipe table (tabulate), numbers right-aligned, as GitHub renders it."""
     from tabulate import tabulate
     align = ["right" if _numeric(c) else "left" for c in table.columns]
-    body = tabulate(text_rows(table, plain=False), [c.header for c in table.columns],
+    body = tabulate([[_md_cell(t) for t in row] for row in text_rows(table, plain=False)],
+                    [_md_cell(c.header) for c in table.columns],
                     tablefmt="pipe", colalign=align)
-    lines = [f"**{table.title}**", ""]
-    lines += [f"{note}  " for note in table.notes]
+    lines = [f"**{printable(table.title)}**", ""]
+    lines += [f"{printable(note)}  " for note in table.notes]
     lines += ["", body, ""]
-    lines += [f"{line}  " for line in table.summary]
+    lines += [f"{printable(line)}  " for line in table.summary]
     return "\n".join(lines).rstrip() + "\n"
 
 
+_JSON_CONTROLS = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def to_json(data: dict) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """JSON keeps a user's text exactly; json escapes C0 controls itself, and DEL, C1 and the
+    bidirectional overrides are escaped here too (\\u009b), so the text is safe on a terminal
+    and parses back unchanged."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return _JSON_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

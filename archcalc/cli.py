@@ -186,6 +186,7 @@ def show(tab, wide: bool = False) -> None:
     """A table on screen: rich in a terminal, plain text when piped or very long. A pipe gets
     every column; a terminal narrower than the table a fitted one and a note that says what
     was left out or shortened, unless ``wide``."""
+    from archcalc.errors import printable
     from archcalc.views.table import Fitted, fit, render_plain, screen_width, to_rich
     if not sys.stdout.isatty():     # before importing rich's console: a pipe needs none of it
         sys.stdout.write(render_plain(tab))
@@ -198,7 +199,7 @@ def show(tab, wide: bool = False) -> None:
         sys.stdout.write(render_plain(tab, color=True, width=out.width))
     else:
         for note in tab.notes:
-            out.print(note, style="dim", highlight=False, markup=False)
+            out.print(printable(note), style="dim", highlight=False, markup=False)
         # a table wider than the terminal (--wide) is drawn whole; the terminal wraps it
         needs = screen_width(tab)
         wider = out if needs <= out.width else Console(width=needs)

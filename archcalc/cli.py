@@ -525,7 +525,7 @@ def _train_on_screen(job, log_every: float) -> None:
     from archcalc.training.engine import TrainingInterrupted
     from archcalc.views import train as view
     out = console()
-    out.print(view.header(job), highlight=False)
+    out.print(view.header(job), highlight=False, markup=False)     # a spec's name is text
     note = view.quick_note(job.plan)
     if note:
         out.print(note, style="yellow", highlight=False)
@@ -537,7 +537,8 @@ def _train_on_screen(job, log_every: float) -> None:
             raise typer.Exit(130)
     verdict = job.learning_verdict(result)
     for line in view.result_lines(job, result, verdict):
-        out.print(line, highlight=False, style="bold" if line.startswith(("✓", "✗")) else "")
+        out.print(line, highlight=False, markup=False,
+                  style="bold" if line.startswith(("✓", "✗")) else "")
     raise typer.Exit(0 if verdict is None or verdict.learned else 1)
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from archcalc.errors import printable
 from archcalc.training.runs import Job, LearningVerdict, QuickPlan
 
 # When stdout is not a terminal (a log file, a pipe), a plain progress line this often.
@@ -23,10 +24,10 @@ def header(job: Job) -> str:
     rate = "constant rate" if c.schedule == "none" else f"{c.schedule} schedule"
     settings = [_plural(c.epochs, "epoch"), f"{c.optimizer} lr {c.lr:g}",
                 f"batch {c.batch_size}", rate, f"augment {'on' if c.augment else 'off'}"]
-    return (f"{'continuing' if job.resume else 'training'} {job.spec_name} "
+    return (f"{'continuing' if job.resume else 'training'} {printable(job.spec_name)} "
             f"({job.params:,} params, {job.macs:,} MACs per image) on {kind}: "
             f"{len(data.train_y):,} training and {len(data.test_y):,} test images · "
-            f"{' · '.join(settings)} → {job.out_dir}")
+            f"{' · '.join(settings)} → {printable(str(job.out_dir))}")
 
 
 def quick_note(plan: Optional[QuickPlan]) -> Optional[str]:
@@ -101,10 +102,10 @@ def result_lines(job: Job, result, verdict: Optional[LearningVerdict]) -> list:
     lines = [f"test accuracy {result.test_accuracy:.2%} on {data} after "
              f"{trained_for(result.history, job.capped)} · training {seconds:,.0f} s at "
              f"{images / max(seconds, 1e-9):,.0f} images/s on {result.device} · "
-             f"{job.spec_name}: {job.params:,} params, {job.macs:,} MACs per image"]
+             f"{printable(job.spec_name)}: {job.params:,} params, {job.macs:,} MACs per image"]
     if verdict is not None:
         lines.append(verdict_line(verdict))
-    lines.append(f"run folder: {job.out_dir} (metrics.csv, metrics.json, config.json, "
+    lines.append(f"run folder: {printable(str(job.out_dir))} (metrics.csv, metrics.json, config.json, "
                  "checkpoint.pt, model.pt)")
     return lines
 

@@ -200,7 +200,7 @@ def test_tar_header_claiming_a_terabyte_is_refused_before_reading(tmp_path):
         except DataError as e:
             print(e)""")
     assert message == (f"{source}: member cifar-10-batches-py/data_batch_1 declares "
-                       f"1,099,511,627,776 bytes, more than 33,554,432, the most it may hold in a "
+                       f"1,099,511,627,776 bytes, more than 67,108,864, the most it may hold in a "
                        f"CIFAR-10 archive (a tampered or foreign archive?)")
     assert "declares 1,099,511,627,776 bytes" in via_cli(tmp_path, source)
 
@@ -214,14 +214,14 @@ def test_binary_batch_larger_than_ten_thousand_records_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def inflating_archive(tmp_path_factory) -> Path:
-    """Eight members of 30 MiB of zeros each (each within what a member may declare), 240 MiB
-    gzipped to ~240 KB: the cap on the inflated archive (200 MB, above the official 186 MB)
-    must stop it."""
+    """Fourteen members of 30 MiB of zeros each (each within what a member may declare), 420 MiB
+    gzipped to ~420 KB: the cap on the inflated archive (six batches at their largest) must
+    stop it."""
     path = tmp_path_factory.mktemp("bomb") / "cifar-10-python.tar.gz"
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
     zeros = bytes(1 << 20)
     with open(path, "wb") as out:
-        for i in range(8):
+        for i in range(14):
             out.write(packer.compress(_header(f"cifar-10-batches-py/extra_{i}", 30 << 20)))
             for _ in range(30):
                 out.write(packer.compress(zeros))
@@ -237,7 +237,7 @@ def test_gzip_bomb_stops_at_the_archive_cap(inflating_archive):
             datasets.read_cifar10(Path({str(inflating_archive)!r}))
         except DataError as e:
             print(e)""")
-    assert message == (f"{inflating_archive}: inflates to more than 200,000,000 bytes, more than a "
+    assert message == (f"{inflating_archive}: inflates to more than 403,701,760 bytes, more than a "
                        f"CIFAR-10 archive holds (a compression bomb or foreign file?)")
     assert time.monotonic() - start < 30
 

@@ -67,8 +67,10 @@ _CIFAR_PIXELS = 3 * 32 * 32
 # Known sizes of the official files, the most that is ever read or allocated on a file's word.
 _CIFAR_BATCH_IMAGES = 10_000
 _CIFAR_BINARY_MAX = _CIFAR_BATCH_IMAGES * (1 + _CIFAR_PIXELS)   # exactly 30,730,000 bytes
-_CIFAR_PICKLE_MAX = 32 * 2**20       # the official pickled batches are about 31,035,700 bytes
-_CIFAR_TAR_MAX = 200_000_000         # an archive's inflated tar stream: about 186 MB officially
+# The official pickled batches are about 31,035,700 bytes; one pickled again by Python 3 in
+# protocol 2 carries its pixels as latin-1 text in UTF-8, two bytes for each byte >= 0x80.
+_CIFAR_PICKLE_MAX = 64 * 2**20
+_CIFAR_TAR_MAX = 6 * _CIFAR_PICKLE_MAX + 2**20   # an archive's inflated tar stream
 _FASHION_IMAGE = (28, 28)
 # Search order within a data folder: the binary format first (no unpickling, faster to parse).
 _CIFAR_SOURCES = [
@@ -474,7 +476,8 @@ class _PendingArray:
             ok = (version == 1 and type(shape) is tuple and len(shape) == 2
                   and all(type(d) is int for d in shape)
                   and 0 <= shape[0] <= _CIFAR_BATCH_IMAGES and shape[1] == _CIFAR_PIXELS
-                  and isinstance(dtype, _Uint8) and fortran in (False, 0) and type(raw) is bytes
+                  and isinstance(dtype, _Uint8) and fortran in (False, 0)
+                  and type(fortran) in (bool, int) and type(raw) is bytes
                   and len(raw) == shape[0] * shape[1])
         if not ok:
             raise _Refused(f"an array that is not at most {_CIFAR_BATCH_IMAGES:,}"
@@ -491,7 +494,8 @@ def _reconstruct(cls, shape, typecode) -> _PendingArray:
 
 def _dtype(name, align=False, copy=True) -> _Uint8:
     """Stand-in for ``numpy.dtype``, admitting only uint8."""
-    if name not in ("u1", b"u1") or align is not False or copy is not True:
+    if name not in ("u1", b"u1") or align not in (False, 0) or copy not in (True, 1) \
+            or type(align) not in (bool, int) or type(copy) not in (bool, int):   # 0, 1: older numpy
         raise _Refused("a dtype other than uint8")
     return _Uint8()
 

@@ -165,7 +165,7 @@ class _Builder:
     def group(self, expr: Expr, name: str, path: str, env, shape: Shape, row: str,
               before: str) -> Group:
         if self.depth >= self.max_depth:
-            raise SpecError(f"layer '{path}': blocks, sequences and branches nest more than "
+            raise SpecError(f"layer '{row}': blocks, sequences and branches nest more than "
                             f"{self.max_depth:,} levels deep "
                             f"{limits.how_to_raise('ARCHCALC_MAX_DEPTH')}", expr.pos)
         self.depth += 1

@@ -208,7 +208,8 @@ def _scalar(node, file: str) -> Any:
         if not math.isfinite(value):
             raise SpecError(f"a spec's numbers must be finite, got {text}", pos)
         return value
-    raise SpecError(f"'{text}' is not a valid {tag.rsplit(':', 1)[-1]}", pos)
+    kind = {INT: "an integer", FLOAT: "a number", BOOL: "true or false", NULL: "null"}[tag]
+    raise SpecError(f"'{text}' is tagged {tag.rsplit(':', 1)[-1]} but is not {kind}", pos)
 
 
 def _int(text: str, pos: Position) -> int:

@@ -127,6 +127,14 @@ def test_deep_nesting(tmp_path, kind, levels):
                                             "nesting depth" in line), line
 
 
+@pytest.mark.parametrize("levels, what", [(400, "network"), (900, "YAML")])
+def test_depth_limit_raised_beyond_pythons_stack(tmp_path, levels, what):
+    path = write(tmp_path, "input: [3, 8, 8]\nlayers:\n  l: " + "[" * levels + "relu" +
+                 "]" * levels + "\n")
+    assert refused(path, env={"ARCHCALC_MAX_DEPTH": "100000"}) == (
+        f"{path}: the {what} nests too deeply for Python's stack")
+
+
 def test_blocks_calling_blocks_deeply(tmp_path):
     lines = ["input: [3, 8, 8]", "blocks:"]
     lines += [f"  b{i}: {{body: [b{i + 1}]}}" for i in range(400)]

@@ -119,6 +119,15 @@ def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape
         have = f"this spec has: {', '.join(spec.variants)}" if spec.variants else \
             "this spec has no block with variants"
         raise SpecError(f"unknown variant '{variant}'; {have}", Position(spec.path))
+    try:
+        return _build(spec, variant, input_shape, heads)
+    except RecursionError:  # ARCHCALC_MAX_DEPTH raised beyond what Python's stack holds
+        raise SpecError("the network nests too deeply for Python's stack",
+                        Position(spec.path)) from None
+
+
+def _build(spec: Spec, variant: Optional[str], input_shape: Optional[Shape],
+           heads: bool) -> Graph:
     builder = _Builder(spec, variant)
     shape = tuple(input_shape or spec.input)
     rows, outputs = [], {}

@@ -136,6 +136,13 @@ def load(path: Union[str, Path]) -> Spec:
 
 def parse(text: str, path: str = "<spec>") -> Spec:
     doc = yamlpos.load(text, path)
+    try:
+        return _parse(doc, path)
+    except RecursionError:  # ARCHCALC_MAX_DEPTH raised beyond what Python's stack holds
+        raise SpecError("the spec nests too deeply for Python's stack", Position(path)) from None
+
+
+def _parse(doc, path: str) -> Spec:
     if not isinstance(doc, yamlpos.PosDict):
         raise SpecError("a spec is a mapping with 'input' and 'layers'", _pos_of(doc, path))
     _check_keys(doc, ("name", "source", "description", "input", "defaults", "blocks", "layers",

@@ -15,7 +15,7 @@ from archcalc.errors import ArchcalcError
 
 # environment variable -> default
 DEFAULTS = {
-    "ARCHCALC_MAX_YAML_NODES": 2_000_000,   # YAML values in the document, aliases expanded
+    "ARCHCALC_MAX_YAML_NODES": 2_000_000,   # YAML values of a document with anchors, aliases expanded
     "ARCHCALC_MAX_DEPTH": 100,              # nesting of YAML values, and of blocks and sequences
     "ARCHCALC_MAX_LAYERS": 100_000,         # primitive layers in the expanded network
 }

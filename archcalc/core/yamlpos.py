@@ -10,9 +10,10 @@ Plain scalars are typed by the YAML 1.2 core schema, not PyYAML's YAML 1.1 one: 
 ``true``/``false`` are booleans. Keys are names: a key is kept as written (``010:`` is "010"),
 and a key that YAML reads as a boolean or null (``true:``) is refused.
 
-A document is measured before it is converted, so that aliases of aliases ("billion laughs"),
-a value that contains itself (``&a [*a]``) or deep nesting are refused with one line instead of
-filling memory or Python's stack (limits in :mod:`archcalc.core.limits`).
+A document with anchors is measured before it is converted, so that aliases of aliases
+("billion laughs"), a value that contains itself (``&a [*a]``) or deep nesting are refused with
+one line instead of filling memory or Python's stack (limits in :mod:`archcalc.core.limits`);
+without anchors nothing repeats, and conversion checks the depth as it goes.
 """
 from __future__ import annotations
 
@@ -81,9 +82,10 @@ def load(text: str, file: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             raise SpecError("the file is empty", Position(file, 1, 1))
-        _measure(node, file, limits.get("ARCHCALC_MAX_YAML_NODES"),
-                 limits.get("ARCHCALC_MAX_DEPTH"))
-        return _convert(node, file, 1)
+        max_depth = limits.get("ARCHCALC_MAX_DEPTH")
+        if "&" in text:  # anchors, so maybe aliases: values that repeat or contain themselves
+            _measure(node, file, limits.get("ARCHCALC_MAX_YAML_NODES"), max_depth)
+        return _convert(node, file, 1, max_depth)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -138,9 +140,7 @@ def _measure(root, file: str, max_nodes: int, max_depth: int) -> None:
         node = root
         for _ in range(max_depth):   # down the deepest path, to the first level too deep
             node = max(_children(node), key=lambda n: height[id(n)])
-        raise SpecError(f"the YAML nests more than {max_depth:,} levels deep here "
-                        f"{limits.how_to_raise('ARCHCALC_MAX_DEPTH')}",
-                        _mark(file, node.start_mark))
+        raise _too_deep(node, file, max_depth)
 
 
 def _descend(node, too_big):
@@ -152,9 +152,17 @@ def _descend(node, too_big):
         node = bigger[0]
 
 
-def _convert(node, file: str, depth: int) -> Any:
+def _too_deep(node, file: str, max_depth: int) -> SpecError:
+    return SpecError(f"the YAML nests more than {max_depth:,} levels deep here "
+                     f"{limits.how_to_raise('ARCHCALC_MAX_DEPTH')}", _mark(file, node.start_mark))
+
+
+def _convert(node, file: str, depth: int, max_depth: int) -> Any:
+    """``node`` as plain values with positions; ``depth`` is its own level (the root's is 1)."""
     if node.tag not in PLAIN_TAGS:
         raise SpecError(f"unsupported YAML tag '{node.tag}'", _mark(file, node.start_mark))
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and depth > max_depth:
+        raise _too_deep(node, file, max_depth)
     if isinstance(node, yaml.MappingNode):
         out = PosDict()
         out.pos, out.key_pos, out.value_pos = _mark(file, node.start_mark), {}, {}
@@ -162,12 +170,12 @@ def _convert(node, file: str, depth: int) -> Any:
             key = _key(key_node, file)
             if key in out:
                 raise SpecError(f"'{key}' is given twice", _mark(file, key_node.start_mark))
-            out[key] = _convert(value_node, file, depth + 1)
+            out[key] = _convert(value_node, file, depth + 1, max_depth)
             out.key_pos[key] = _mark(file, key_node.start_mark)
             out.value_pos[key] = _mark(file, value_node.start_mark)
         return out
     if isinstance(node, yaml.SequenceNode):
-        out = PosList([_convert(item, file, depth + 1) for item in node.value])
+        out = PosList([_convert(item, file, depth + 1, max_depth) for item in node.value])
         out.pos = _mark(file, node.start_mark)
         out.item_pos = [_mark(file, item.start_mark) for item in node.value]
         return out

@@ -1,6 +1,8 @@
 """Random and mutated YAML never gets a traceback: either a report or one ArchcalcError."""
 import random
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -61,3 +63,99 @@ def test_mutated_specs(rnd: random.Random, base: str, edits: int):
         else:
             lines[i] = " " * rnd.randrange(4) + lines[i].lstrip()
     run_whole_path("\n".join(lines))
+
+
+# --- specs built to expand: aliases, deep nesting, huge numbers, doubling blocks -----------
+# These run in a child process limited to 2 GB and 60 s (see test_expanding_mutations): a
+# regression in the limits (archcalc.core.limits) must fail, not fill the machine's memory.
+
+def _bomb(rnd: random.Random) -> str:
+    levels, width = rnd.randint(2, 10), rnd.randint(2, 12)
+    lines = ["zz0: &zz0 [" + ",".join(["x"] * width) + "]"]
+    lines += [f"zz{i}: &zz{i} [" + ",".join([f"*zz{i - 1}"] * width) + "]"
+              for i in range(1, levels)]
+    return "\n".join(lines)
+
+
+def _expand(rnd: random.Random, lines: list) -> None:
+    """One edit of ``lines`` (a spec's) that makes it expand, nest or overflow."""
+    layer = [i for i, line in enumerate(lines) if line.startswith("  ") and ": " in line
+             and not line.startswith("   ")]
+    i = rnd.choice(layer) if layer else rnd.randrange(len(lines))
+    kind = rnd.randrange(6)
+    if kind == 0:                                       # billion laughs, at the top or inside
+        where = rnd.choice([0, i])
+        bomb = _bomb(rnd)
+        lines.insert(where, bomb if where == 0 else "\n".join("  " + b for b in bomb.split("\n")))
+        if where == 0:
+            lines.append(f"extra: *zz{bomb.count(chr(10))}")
+    elif kind == 1:                                     # deep flow nesting
+        n = rnd.choice([50, 99, 150, 300, 999, 1200])
+        key, _, value = lines[i].partition(": ")
+        left, right = rnd.choice([("[", "]"), ("{seq: ", "}")])
+        lines[i] = f"{key}: " + left * n + (value or "relu") + right * n
+    elif kind == 2:                                     # an anchor that contains itself
+        key, _, value = lines[i].partition(": ")
+        lines[i] = f"{key}: &self [{value or 'relu'}, *self]"
+    elif kind == 3:                                     # numbers YAML or Python chokes on
+        big = rnd.choice(["9" * rnd.randint(10, 6000), "1" + "0" * 21, ".nan", "-.inf", "1e400",
+                          "010", "0x7fffffff", "1:30", "yes", "2147483648"])
+        numbers = [j for j, line in enumerate(lines) if any(c.isdigit() for c in line)]
+        j = rnd.choice(numbers)
+        digits = [k for k, c in enumerate(lines[j]) if c.isdigit()]
+        k = rnd.choice(digits)
+        lines[j] = lines[j][:k] + big + lines[j][k + 1:]
+    elif kind == 4:                                     # blocks calling the next twice
+        depth = rnd.choice([3, 8, 16, 17, 20, 30])
+        chain = [f"  zz{d}: {{body: [zz{d + 1}, zz{d + 1}]}}" for d in range(depth)]
+        chain.append(f"  zz{depth}: {{body: relu}}")
+        if "blocks:" in lines:
+            at = lines.index("blocks:") + 1
+            lines[at:at] = chain
+        else:
+            lines[1:1] = ["blocks:"] + chain
+        key = lines[i].partition(": ")[0] if layer else "  zzrow"
+        lines[i] = f"{key}: zz0"
+    else:                                               # a key YAML 1.1 read as a boolean
+        lines[i] = rnd.choice(["  true: relu", "  no: relu", "  1:30: relu", "  010: relu"])
+
+
+def expanding_mutations(examples: int = 60) -> None:
+    """A hypothesis search, meant for a limited child process (not collected by pytest)."""
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.randoms(use_true_random=False), st.sampled_from([GOOGLENET, CIFAR]),
+           st.integers(1, 2))
+    def search(rnd: random.Random, base: str, edits: int):
+        lines = base.splitlines()
+        for _ in range(edits):
+            _expand(rnd, lines)
+        run_whole_path("\n".join(lines))
+    search()
+
+
+def _expanding_mutations_in_a_child(examples: int) -> None:
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHCALC_MAX_")}
+    env["PYTHONPATH"] = str(SPECS.parent.parent)
+    code = f"from tests.test_fuzz import expanding_mutations as m; m({examples})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30 + examples, preexec_fn=limit, env=env,
+                            cwd=SPECS.parent.parent)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_expanding_mutations():
+    _expanding_mutations_in_a_child(15)
+
+
+@pytest.mark.slow
+def test_expanding_mutations_at_length():
+    _expanding_mutations_in_a_child(200)

@@ -156,3 +156,34 @@ def test_heads_need_a_graph_built_with_them(spec_path):
     assert graph.heads == [] and not graph.with_heads
     with pytest.raises(ArchcalcError, match="built without its heads"):
         build_model(graph, heads=True)
+
+
+def test_layers_named_as_module_attributes_still_train_and_evaluate(tmp_path):
+    """nn.Module sets `training` (and this builder `head_outputs`) as plain attributes: a layer
+    of that name used to make `eval()` raise TypeError, and so `archcalc train`."""
+    spec = tmp_path / "clash.yaml"
+    spec.write_text(textwrap.dedent("""\
+        input: [3, 8, 8]
+        layers:
+          training: {conv: {out: 4, kernel: 3, padding: 1, act: relu}}
+          forward: [{conv: {out: 4, kernel: 1, name: to}}, {batchnorm: {name: eval}}]
+          _modules: {maxpool: {kernel: 2}}
+          head_outputs: gap
+          row_names: {linear: {out: 2}}
+        heads:
+          loss_weights: {after: training, use: [gap, linear: {out: 2}]}
+        """))
+    model = build_model(str(spec), heads=True)
+    names = dict(model.named_modules())
+    assert {"training.conv", "training.conv_relu", "forward.to", "forward.eval",
+            "_modules.maxpool", "head_outputs.gap", "row_names.linear",
+            "loss_weights.linear"} <= set(names)
+    assert model.eval() is model and model.training is False
+    assert all(not m.training for m in model.modules())
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 2)
+    model.train()
+    out, heads = model(torch.randn(2, 3, 8, 8))
+    assert model.training is True and out.shape == (2, 2) and heads["loss_weights"].shape == (2, 2)
+    # parameters: conv 3*4*9+4, conv 4*4+4, batchnorm 2*4, linear 4*2+2, head linear 4*2+2
+    assert trainable(model) == 112 + 20 + 8 + 10 + 10
+    assert isinstance(model._modules["training"], torch.nn.Module)

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from archcalc.core import limits
 from archcalc.errors import Position, SpecError, did_you_mean
 from archcalc.core.ops import OPS, ArgError, Counts, Op, Shape, ShapeError
 from archcalc.core.spec import Block, Branches, Call, Expr, Head, OpCall, PaperFigure, Seq, Spec, call_args
@@ -118,10 +119,20 @@ def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape
         have = f"this spec has: {', '.join(spec.variants)}" if spec.variants else \
             "this spec has no block with variants"
         raise SpecError(f"unknown variant '{variant}'; {have}", Position(spec.path))
+    try:
+        return _build(spec, variant, input_shape, heads)
+    except RecursionError:  # ARCHCALC_MAX_DEPTH raised beyond what Python's stack holds
+        raise SpecError("the network nests too deeply for Python's stack",
+                        Position(spec.path)) from None
+
+
+def _build(spec: Spec, variant: Optional[str], input_shape: Optional[Shape],
+           heads: bool) -> Graph:
     builder = _Builder(spec, variant)
     shape = tuple(input_shape or spec.input)
     rows, outputs = [], {}
     for row in spec.rows:
+        builder.row_pos = row.pos
         group = builder.group(_named(row.body), row.name, row.name, {}, shape, row.name,
                               "the input")
         block, args = builder.call_info(row.body)
@@ -139,7 +150,7 @@ def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape
         named.add(head.name)
         if not heads:
             continue
-        builder.previous = head.after
+        builder.previous, builder.row_pos = head.after, head.pos
         group = builder.group(_named(head.body), head.name, head.name, {},
                               outputs[head.after], head.name, head.after)
         block, args = builder.call_info(head.body)
@@ -152,10 +163,27 @@ class _Builder:
         self.spec, self.variant = spec, variant
         self.previous = "the input"     # the layer before, for messages
         self.calling: List[str] = []    # blocks being expanded, to catch recursion
+        # how far expansion may go: blocks calling blocks multiply layers and nest groups
+        self.max_layers = limits.get("ARCHCALC_MAX_LAYERS")
+        self.max_depth = limits.get("ARCHCALC_MAX_DEPTH")
+        self.layer_count = 0
+        self.depth = 0
+        self.row_pos = Position(spec.path)  # the row being built, where a limit is reported
 
     # -- containers ------------------------------------------------------------------------
     def group(self, expr: Expr, name: str, path: str, env, shape: Shape, row: str,
               before: str) -> Group:
+        if self.depth >= self.max_depth:
+            raise SpecError(f"layer '{row}': blocks, sequences and branches nest more than "
+                            f"{self.max_depth:,} levels deep "
+                            f"{limits.how_to_raise('ARCHCALC_MAX_DEPTH')}", expr.pos)
+        self.depth += 1
+        try:
+            return self._group(expr, name, path, env, shape, row, before)
+        finally:
+            self.depth -= 1
+
+    def _group(self, expr: Expr, name, path, env, shape, row, before) -> Group:
         if isinstance(expr, Call):
             block, env = self.enter(expr, env)
             try:
@@ -205,7 +233,7 @@ class _Builder:
             out = join.output_shape(shapes)
         except ShapeError as exc:
             raise SpecError(f"layer '{path}': {exc}", expr.pos) from None
-        layer = Layer(path, join, shapes, out, expr.pos, row)
+        layer = self.counted(Layer(path, join, shapes, out, expr.pos, row))
         return Group(name, path, groups, shape, out, layer)
 
     # -- leaves ----------------------------------------------------------------------------
@@ -215,12 +243,21 @@ class _Builder:
             out = op.output_shape(shape)
         except ShapeError as exc:
             raise SpecError(f"layer '{path}': {exc} (after '{self.previous}')", call.pos) from None
-        return Layer(path, op, (shape,), out, call.pos, row)
+        return self.counted(Layer(path, op, (shape,), out, call.pos, row))
 
     def activation(self, act: str, path: str, after: Layer, row: str) -> Layer:
         op = OPS[act]()
-        return Layer(path, op, (after.out_shape,), op.output_shape(after.out_shape), after.pos,
-                     row)
+        return self.counted(Layer(path, op, (after.out_shape,), op.output_shape(after.out_shape),
+                                  after.pos, row))
+
+    def counted(self, layer: Layer) -> Layer:
+        """``layer``, once it is known to stay within the limit on layers."""
+        self.layer_count += 1
+        if self.layer_count > self.max_layers:
+            raise SpecError(f"layer '{layer.row}': the network expands to more than "
+                            f"{self.max_layers:,} layers "
+                            f"{limits.how_to_raise('ARCHCALC_MAX_LAYERS')}", self.row_pos)
+        return layer
 
     def make_op(self, call: OpCall, env, path) -> Op:
         cls = OPS[call.op]

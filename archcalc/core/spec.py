@@ -6,17 +6,20 @@ Op argument values are checked there, once block arguments are filled in.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from archcalc.core import yamlpos
+from archcalc.core.limits import MAX_INT
 from archcalc.errors import Position, SpecError, did_you_mean
 from archcalc.core.ops import OPS
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
-PAPER_FIGURE = re.compile(r"^(\d+(?:\.\d+)?)([KMG]?)$")
+PAPER_FIGURE = re.compile(r"^([0-9]{1,30}(?:\.[0-9]{1,30})?)([KMG]?)$")
+ASCII_INT = re.compile(r"^[0-9]{1,30}$")
 STRUCTURAL = ("seq",)       # the one key that is not an op: ops with several inputs are ops
 PAPER_QUANTITIES = ("params", "ops")
 
@@ -133,6 +136,13 @@ def load(path: Union[str, Path]) -> Spec:
 
 def parse(text: str, path: str = "<spec>") -> Spec:
     doc = yamlpos.load(text, path)
+    try:
+        return _parse(doc, path)
+    except RecursionError:  # ARCHCALC_MAX_DEPTH raised beyond what Python's stack holds
+        raise SpecError("the spec nests too deeply for Python's stack", Position(path)) from None
+
+
+def _parse(doc, path: str) -> Spec:
     if not isinstance(doc, yamlpos.PosDict):
         raise SpecError("a spec is a mapping with 'input' and 'layers'", _pos_of(doc, path))
     _check_keys(doc, ("name", "source", "description", "input", "defaults", "blocks", "layers",
@@ -163,13 +173,18 @@ def parse(text: str, path: str = "<spec>") -> Spec:
 def parse_input(value: Any, pos: Position) -> Tuple[int, ...]:
     """``[C, H, W]`` (or ``[F]``) of positive integers, from YAML or the CLI's ``3x224x224``."""
     if isinstance(value, str):
-        parts = value.lower().replace("×", "x").split("x")
-        value = [int(p) if p.strip().isdigit() else p for p in parts]
+        parts = [p.strip() for p in value.lower().replace("×", "x").split("x")]
+        # ASCII digits only ('²' is a digit to str.isdigit), and never a number too long to
+        # convert: such a part stays text, and the check below refuses it
+        value = [int(p) if ASCII_INT.match(p) else p for p in parts]
     ok = isinstance(value, list) and len(value) in (1, 3) and all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
     if not ok:
+        shown = repr(value) if len(repr(value)) <= 80 else f"{repr(value)[:60]}…"
         raise SpecError(f"'input' must be [channels, height, width] of positive integers, "
-                        f"got {value!r}", pos)
+                        f"got {shown}", pos)
+    if max(value) > MAX_INT:
+        raise SpecError(f"'input' dimensions must be at most {MAX_INT:,}, got {max(value)}", pos)
     return tuple(value)
 
 
@@ -286,8 +301,9 @@ class _Reader:
                 if required not in head:
                     raise SpecError(f"{where} has no '{required}'", head.pos)
             weight = head.get("loss_weight", 1.0)
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-                raise SpecError(f"{where}: 'loss_weight' must be a non-negative number, "
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
+                    not math.isfinite(weight) or weight < 0:
+                raise SpecError(f"{where}: 'loss_weight' must be a non-negative (finite) number, "
                                 f"got {weight!r}", head.value_pos.get("loss_weight", head.pos))
             after = _name(head["after"], head.value_pos["after"], "layer name")
             body = self.expr(head["use"], head.value_pos["use"], where)

@@ -36,7 +36,23 @@ def _attach(parent: nn.Module, name: str, child: nn.Module) -> None:
     parent._modules[name] = child
 
 
-class Sequence(nn.Module):
+class _Container(nn.Module):
+    """A module whose children may carry any spec name, "training" included.
+
+    nn.Module refuses to set a plain attribute that shares a child's name, and ``train()``
+    sets ``training`` on every module: a layer named ``training`` (or ``head_outputs``) would
+    break ``eval()``. Plain values go to the instance's own attributes instead, beside the
+    child of the same name in ``_modules``, which is reached by name only."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if not isinstance(value, (nn.Module, torch.Tensor)) and name in self.__dict__.get(
+                "_modules", {}):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+
+class Sequence(_Container):
     """Children applied one after another (a spec's list or ``seq``)."""
 
     def __init__(self, children: Iterable[Tuple[str, nn.Module]]):
@@ -50,7 +66,7 @@ class Sequence(nn.Module):
         return x
 
 
-class Branches(nn.Module):
+class Branches(_Container):
     """Parallel branches on one input, joined (concat, add) by the join op's module.
 
     The join module is held, not registered: it is stateless (ops.base.Join), and as a child
@@ -66,7 +82,7 @@ class Branches(nn.Module):
         return self.join(*[branch(x) for branch in self._modules.values()])
 
 
-class Network(nn.Module):
+class Network(_Container):
     """The rows of a spec in order, and its heads (training-only outputs) when built with them.
 
     ``forward`` returns the main output; with heads, in training mode, ``(main, {head: out})``.

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 
+from archcalc.core.limits import MAX_INT
+
 Shape = Tuple[int, ...]  # (C, H, W) for feature maps, (F,) for vectors
 
 
@@ -151,17 +153,25 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _too_big(v: Any) -> None:
+    if v > MAX_INT:
+        raise ArgError(f"must be at most {MAX_INT:,}, got {v}")
+
+
 def positive_int(v: Any) -> int:
     if not _is_int(v) or v <= 0:
         raise ArgError(f"must be a positive integer, got {v!r}")
+    _too_big(v)
     return v
 
 
 def pair(v: Any) -> Tuple[int, int]:
     """A positive int or a [height, width] pair: kernels, strides."""
     if _is_int(v) and v > 0:
+        _too_big(v)
         return (v, v)
     if isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v):
+        _too_big(max(v))
         return (v[0], v[1])
     raise ArgError(f"must be a positive integer or [height, width], got {v!r}")
 
@@ -171,26 +181,38 @@ def padding(v: Any):
     if v in ("same", "valid"):
         return v
     if _is_int(v) and v >= 0:
+        _too_big(v)
         return (v, v)
     if isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x >= 0 for x in v):
+        _too_big(max(v))
         return (v[0], v[1])
     raise ArgError(f"must be 'same', 'valid', a non-negative integer or [height, width], got {v!r}")
 
 
+# YAML 1.1 booleans that YAML 1.2, as archcalc reads specs, keeps as text
+_YAML11_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
+
+
 def boolean(v: Any) -> bool:
     if not isinstance(v, bool):
-        raise ArgError(f"must be true or false, got {v!r}")
+        hint = " (only true and false are booleans)" if \
+            isinstance(v, str) and v.lower() in _YAML11_BOOLEANS else ""
+        raise ArgError(f"must be true or false, got {v!r}{hint}")
     return v
 
 
+def _finite(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def probability(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+    if not _finite(v) or not 0 <= v < 1:
         raise ArgError(f"must be a number from 0 up to (not including) 1, got {v!r}")
     return float(v)
 
 
 def positive_number(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+    if not _finite(v) or not v > 0:
         raise ArgError(f"must be a positive number, got {v!r}")
     return float(v)
 

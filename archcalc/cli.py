@@ -483,6 +483,10 @@ def train(
               "schedule": schedule.value if schedule else None}
     device = device or options.default("device")
     compile = options.default("compile") if compile is None else compile
+    import signal
+    from archcalc.training.engine import raise_interrupt
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:   # setup stops cleanly, as on Ctrl-C
+        signal.signal(signal.SIGTERM, raise_interrupt)
     with user_errors():
         from archcalc.training import runs
         if resume is not None:
@@ -511,8 +515,11 @@ def _train_on_screen(job, log_every: float) -> None:
         try:
             result = job.run(on_step, lambda record: say(view.epoch_line(record)))
         except TrainingInterrupted as stop:
+            import signal       # a second Ctrl-C after the checkpoint changes nothing now
+            for number in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(number, signal.SIG_IGN)
             typer.echo(view.interrupted_line(job.dataset.name, stop.out_dir), err=True)
-            raise typer.Exit(130)
+            raise typer.Exit(stop.exit_code)
     verdict = job.learning_verdict(result)
     for line in view.result_lines(job, result, verdict):
         out.print(line, highlight=False, style="bold" if line.startswith(("✓", "✗")) else "")

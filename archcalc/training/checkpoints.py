@@ -116,6 +116,8 @@ def _optimizer(saved: Any, optimizer: torch.optim.Optimizer, done: int) -> None:
             if slot == "step":
                 count = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 \
                     else value
+                if isinstance(count, float) and count.is_integer():
+                    count = int(count)
                 if count != done:
                     raise Invalid(f"'optimizer' took {count} steps, the position says {done}")
             elif isinstance(value, torch.Tensor):

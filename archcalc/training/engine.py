@@ -51,6 +51,7 @@ from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfi
 # device (.item()) stalls a CUDA pipeline, and a progress bar needs no more.
 REFRESH_EVERY = 10
 CHECKPOINT_FORMAT = 1
+EVAL_BATCH = 256    # evaluation's batch, at least: no gradients, so larger batches are cheap
 
 
 @dataclass
@@ -286,7 +287,7 @@ class _Run:
         """Mean cross-entropy and accuracy of the main output over the (capped) test set."""
         self.model.eval()
         count = len(self.test_y)
-        batch = max(self.config.batch_size, 256)
+        batch = max(self.config.batch_size, EVAL_BATCH)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, count, batch):
@@ -451,7 +452,8 @@ def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     except FileNotFoundError:
         raise ArchcalcError(f"{path}: no checkpoint to resume from") from None
     except Exception as exc:  # torch.load fails in many ways on a damaged file; all mean the same
-        raise ArchcalcError(f"{path}: cannot read the checkpoint: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArchcalcError(f"{path}: cannot read the checkpoint: {first}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ArchcalcError(f"{path}: not an archcalc training checkpoint")
     if not isinstance(state.get("config"), dict):

@@ -328,9 +328,13 @@ class Job:
             self.trend.add(info)
             if on_step:
                 on_step(info)
-        return train(self.model, self.dataset, self.config, self.out_dir,
-                     head_weights=getattr(self.model, "loss_weights", None) or None,
-                     on_step=step, on_epoch=on_epoch, resume=self.resume)
+        try:
+            return train(self.model, self.dataset, self.config, self.out_dir,
+                         head_weights=getattr(self.model, "loss_weights", None) or None,
+                         on_step=step, on_epoch=on_epoch, resume=self.resume)
+        finally:
+            if self.claim:      # the folder is free for --resume once this run has stopped
+                self.claim.release()
 
     @property
     def capped(self) -> bool:
@@ -435,10 +439,17 @@ def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Jo
 
     from archcalc.core import analysis
     from archcalc.pytorch.build import build_module, load_graph
+    from archcalc.pytorch.devices import check_memory, resolve_device
+    from archcalc.training.engine import EVAL_BATCH
 
     graph = load_graph(info.spec, info.variant, None, heads=True)
     check_fit(Path(info.spec).stem, graph.input_shape, graph.rows[-1].out_shape, dataset)
     info.heads = bool(graph.heads)
+    # A training step at the batch size, or evaluation (no gradients) at the engine's larger
+    # evaluation batch, whichever needs more, must fit before anything is allocated.
+    where = resolve_device(config.device)[0]
+    check_memory(graph, config.batch_size, where, training=True, heads=info.heads)
+    check_memory(graph, max(config.batch_size, EVAL_BATCH), where, heads=info.heads)
     torch.manual_seed(config.seed)      # the initial weights repeat with the seed too
     model = build_module(graph, heads=info.heads, logits=True)
     totals = analysis.analyze(graph).totals

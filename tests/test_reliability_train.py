@@ -160,17 +160,18 @@ def test_signals_stop_at_a_step_and_resume_ends_as_an_uninterrupted_run(tmp_path
         assert _result(out) == expected, name
 
 
-def test_a_folder_without_a_checkpoint_resumes_from_the_start_or_is_reused(tmp_path, tiny):
-    """The state a signal during setup leaves: run.json and config.json, no checkpoint."""
+def test_a_folder_without_a_checkpoint_resumes_from_the_start(tmp_path, tiny):
+    """The state a signal during setup leaves: run.json and config.json, no checkpoint. A new
+    run is refused there (run.json says a run began); --resume starts it over."""
     whole = cli("train", "synthetic", "--spec", tiny, "--epochs", "1", "--out", tmp_path / "a")
     assert whole.exit_code == 0, whole.output
+    expected = _result(tmp_path / "a")
     for name in ("checkpoint.pt", "model.pt", "metrics.json", "metrics.csv"):
         (tmp_path / "a" / name).unlink()
-    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    again = cli("train", "synthetic", "--spec", tiny, "--epochs", "1", "--out", tmp_path / "a")
+    assert again.exit_code == 2 and "already holds a run" in one_line(again)
     assert cli("train", "synthetic", "--resume", tmp_path / "a").exit_code == 0
-    again = cli("train", "synthetic", "--spec", tiny, "--epochs", "1", "--out", tmp_path / "b")
-    assert again.exit_code == 0, again.output
-    assert _result(tmp_path / "a") == _result(tmp_path / "b")
+    assert _result(tmp_path / "a") == expected
 
 
 # --- 3. tampered and foreign checkpoints ----------------------------------------------------
@@ -183,9 +184,12 @@ def stopped_run(tmp_path_factory, tiny):
     def stop(record):
         raise KeyboardInterrupt
 
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(view, "epoch_line", stop)
         result = cli("train", "synthetic", "--spec", tiny, "--epochs", "2", "--out", out)
+    for number, handler in handlers.items():     # an interrupted train leaves them ignored
+        signal.signal(number, handler)
     assert result.exit_code == 130, result.output
     return out
 

@@ -36,7 +36,7 @@ class MemoryNeed:
 
 def estimate(graph, batch: int = 1, training: bool = False, heads: bool = False) -> MemoryNeed:
     """The memory a forward pass (``training``: a training step) of ``graph`` needs."""
-    layers = graph.layers(heads)
+    layers = graph.layers(heads and graph.with_heads)
     params = sum(l.counts().params + l.counts().non_trainable for l in layers)
     activations = prod(graph.input_shape) + sum(prod(l.out_shape) for l in layers)
     params_bytes = params * BYTES * (4 if training else 1)

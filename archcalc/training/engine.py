@@ -400,12 +400,6 @@ def _refuse_probabilities(logits: torch.Tensor) -> None:
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
 
 
-def raise_interrupt(signum, frame):
-    """A handler that makes SIGTERM stop a program as Ctrl-C does (KeyboardInterrupt), so that
-    files being written are cleaned up; :func:`train` takes it over like Python's default."""
-    raise KeyboardInterrupt
-
-
 @contextlib.contextmanager
 def _interrupts_between_steps():
     """Ctrl-C (SIGINT) and SIGTERM only set a flag, which the loops check between steps, so a
@@ -423,6 +417,7 @@ def _interrupts_between_steps():
     if threading.current_thread() is not threading.main_thread():
         yield never
         return
+    from archcalc.training.runs import raise_interrupt
     plain = (signal.default_int_handler, signal.SIG_DFL, raise_interrupt)
     taken = {s: signal.getsignal(s) for s in STOP_SIGNALS if signal.getsignal(s) in plain}
     received = threading.Event()

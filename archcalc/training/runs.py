@@ -166,11 +166,18 @@ class FolderClaim:
             self.fd = None
 
 
+def raise_interrupt(signum, frame):
+    """A SIGTERM handler that stops a run as Ctrl-C does (KeyboardInterrupt), so that a run
+    stopped while it is set up removes what it made; the engine's training loop takes it over
+    as it takes over Python's default handlers (engine._interrupts_between_steps)."""
+    raise KeyboardInterrupt
+
+
 def claim_run_dir(out: Optional[Path], spec_stem: str) -> Tuple[FolderClaim, bool]:
     """The folder of a new run, claimed (:class:`FolderClaim`), and whether it was created
     here (so that a failure before the run starts can remove it again). A folder that holds a
-    run's checkpoint is refused; one that holds only the start of a run which never reached
-    its first checkpoint (run.json, config.json) is taken over, since nothing in it is a result."""
+    run is refused, even one stopped before its first checkpoint: ``--resume`` starts that one
+    over (resume_job)."""
     if out is None:
         return FolderClaim(new_run_dir(spec_stem)).acquire(), True
     out = Path(out)
@@ -185,7 +192,7 @@ def claim_run_dir(out: Optional[Path], spec_stem: str) -> Tuple[FolderClaim, boo
         raise ArchcalcError(f"cannot create the run's folder: {exc.strerror}",
                             Position(str(out))) from None
     claim = FolderClaim(out).acquire()
-    if any((out / name).exists() for name in (CHECKPOINT_FILE, "model.pt", "metrics.json")):
+    if any((out / name).exists() for name in (RUN_FILE, CHECKPOINT_FILE, "model.pt", "metrics.json")):
         claim.release()
         raise ArchcalcError("this folder already holds a run; continue it with --resume, or "
                             "choose another --out", Position(str(out)))
@@ -385,7 +392,7 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
                                  max_test_images=plan.max_test_images, batch_size=plan.batch_size)
             job.plan = plan
         # Both files a resume needs, before any training: a run stopped before its first
-        # checkpoint resumes from the start (resume_job) or is taken over by a new run.
+        # checkpoint resumes from the start (resume_job).
         write_atomic(out_dir / CONFIG_FILE, json.dumps(job.config.to_dict(), indent=2) + "\n")
         job.info.save(out_dir)
     except BaseException:

@@ -505,7 +505,7 @@ def train(
               "schedule": schedule.value if schedule else None}
     device = device or options.default("device")
     compile = options.default("compile") if compile is None else compile
-    with user_errors():
+    with user_errors(), _stop_signals_restored():
         from archcalc.training import runs
         if resume is not None:
             given = [k for k, v in chosen.items() if v is not None]
@@ -517,6 +517,39 @@ def train(
             job = runs.new_job(dataset.value, spec, variant, quick, chosen, device, compile,
                                data_dir, download, out, threads)
         _train_on_screen(job, log_every)
+
+
+@contextlib.contextmanager
+def _stop_signals_restored() -> Iterator[None]:
+    """SIGTERM stops `train` as Ctrl-C does (a KeyboardInterrupt, so a run being set up removes
+    what it made; the engine then defers both to a step boundary). Both handlers are as they
+    were afterwards, for callers in the same process; except after an interrupted run, which
+    leaves both ignored (_train_on_screen) until the process ends: a second Ctrl-C on the way
+    out would otherwise end in a traceback."""
+    import signal
+    from archcalc.training.runs import raise_interrupt
+    saved = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    if saved[signal.SIGTERM] is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    except typer.Exit as stop:
+        if stop.exit_code not in INTERRUPTED_CODES:
+            _restore(saved)
+        raise
+    except BaseException:
+        _restore(saved)
+        raise
+    _restore(saved)
+
+
+INTERRUPTED_CODES = (130, 143)  # 128 + SIGINT, 128 + SIGTERM: TrainingInterrupted.exit_code
+
+
+def _restore(handlers) -> None:
+    import signal
+    for number, handler in handlers.items():
+        signal.signal(number, handler)
 
 
 def _train_on_screen(job, log_every: float) -> None:
@@ -533,8 +566,11 @@ def _train_on_screen(job, log_every: float) -> None:
         try:
             result = job.run(on_step, lambda record: say(view.epoch_line(record)))
         except TrainingInterrupted as stop:
+            import signal       # a second Ctrl-C after the checkpoint changes nothing now
+            for number in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(number, signal.SIG_IGN)
             typer.echo(view.interrupted_line(job.dataset.name, stop.out_dir), err=True)
-            raise typer.Exit(130)
+            raise typer.Exit(stop.exit_code)
     verdict = job.learning_verdict(result)
     for line in view.result_lines(job, result, verdict):
         out.print(line, highlight=False, markup=False,

@@ -211,7 +211,10 @@ def build_model(spec: SpecLike, variant: Optional[str] = None,
     final softmax off the main output and the heads, for ``nn.CrossEntropyLoss``.
     Raises ArchcalcError for a bad spec or an op that has no PyTorch builder.
     """
-    return build_module(load_graph(spec, variant, input, heads), heads=heads, logits=logits)
+    from archcalc.pytorch.devices import check_memory
+    graph = load_graph(spec, variant, input, heads)
+    check_memory(graph, 1, torch.device("cpu"), heads=heads)
+    return build_module(graph, heads=heads, logits=logits)
 
 
 def layer_modules(model: nn.Module, layers: Iterable[Layer]) -> Dict[str, Optional[nn.Module]]:

@@ -82,3 +82,21 @@ def resolve_device(name: str) -> Tuple["torch.device", str]:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return device, "as asked"
+
+
+def check_memory(graph, batch: int, device: "torch.device", training: bool = False,
+                 heads: bool = False) -> None:
+    """Refuse, before anything is allocated, a model whose parameters and activations at
+    ``batch`` (core.memory's estimate) exceed the memory free where they would live. The model
+    is built on the CPU first, so its parameters must fit there whatever the device."""
+    from archcalc.core import memory
+    need = memory.estimate(graph, batch, training, heads)
+    problem = None
+    if device.type == "cuda":
+        import torch
+        free, _ = torch.cuda.mem_get_info(device)
+        problem = memory.refusal(need, free, f" on {device}")
+        need = memory.MemoryNeed(need.params_bytes, 0, batch)
+    problem = problem or memory.refusal(need, memory.available_bytes())
+    if problem:
+        raise ArchcalcError(problem)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from archcalc.errors import ArchcalcError, Position
-from archcalc.pytorch.devices import resolve_device, torch_threads
+from archcalc.pytorch.devices import check_memory, resolve_device, torch_threads
 from archcalc.core.graph import Layer
 from archcalc.pytorch import modules
 from archcalc.pytorch.build import Branches, SpecLike, build_module, layer_modules, load_graph
@@ -170,6 +170,7 @@ def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: boo
                             Position("--batch-size"))
     graph = load_graph(spec, variant, input, heads)
     where, note = resolve_device(device)
+    check_memory(graph, batch, where, training=False, heads=heads)
     seconds = {}
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):     # the caller's random state stays as it was

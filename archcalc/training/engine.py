@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from archcalc.errors import ArchcalcError
 from archcalc.files import write_atomic
 from archcalc.pytorch.devices import resolve_device, torch_threads
+from archcalc.training.checkpoints import check_state
 from archcalc.training.datasets import BatchTransform, Dataset, channel_stats
 from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig  # noqa: F401 (re-exported)
 
@@ -50,6 +51,7 @@ from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfi
 # device (.item()) stalls a CUDA pipeline, and a progress bar needs no more.
 REFRESH_EVERY = 10
 CHECKPOINT_FORMAT = 1
+EVAL_BATCH = 256    # evaluation's batch, at least: no gradients, so larger batches are cheap
 
 
 @dataclass
@@ -100,12 +102,18 @@ class TrainResult:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training, after the checkpoint was saved. Still a KeyboardInterrupt, so code
+    """Ctrl-C or SIGTERM during training, after the checkpoint was saved. Still a KeyboardInterrupt, so code
     that does not know it stops as before; the CLI catches it to exit 130 with a resume hint."""
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, signum: Optional[int] = None):
         super().__init__(f"training interrupted; checkpoint saved in {out_dir}")
         self.out_dir = Path(out_dir)
+        self.signum = signum    # SIGINT or SIGTERM; None when raised by a callback
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process a signal stopped."""
+        return 128 + (self.signum or signal.SIGINT)
 
 
 def load_config(out_dir: Union[str, Path]) -> TrainConfig:
@@ -141,21 +149,29 @@ def _train(model, dataset, config, out_dir: Path, device, head_weights, on_step,
     out_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(model, dataset, config, device, head_weights)
     if resume:
-        run.load_state_dict(_read_checkpoint(out_dir / "checkpoint.pt", config))
+        path = out_dir / "checkpoint.pt"
+        state = _read_checkpoint(path, config)
+        problem = check_state(state, run)
+        if problem:
+            raise ArchcalcError(f"{path}: cannot resume from this checkpoint: {problem}")
+        run.load_state_dict(state)
     else:
         _write_json(out_dir / "config.json", config.to_dict())
     with _interrupts_between_steps() as stop_requested:
         try:
             while run.epoch < config.epochs:
+                if stop_requested():
+                    raise KeyboardInterrupt
                 record = run.run_epoch(on_step, stop_requested)
                 _write_torch(out_dir / "checkpoint.pt", run.state_dict())
                 _write_metrics(out_dir, run)
                 if on_epoch:
                     on_epoch(record)
         except KeyboardInterrupt:
+            # Signals stay deferred here (still inside the block): the write finishes whole.
             _write_torch(out_dir / "checkpoint.pt", run.state_dict())
-            raise TrainingInterrupted(out_dir) from None
-    _write_torch(out_dir / "model.pt", model.state_dict())
+            raise TrainingInterrupted(out_dir, stop_requested.signum) from None
+        _write_torch(out_dir / "model.pt", model.state_dict())
     last = run.history[-1]
     return TrainResult(out_dir, run.history, last.test_accuracy, last.test_loss, str(run.device))
 
@@ -271,7 +287,7 @@ class _Run:
         """Mean cross-entropy and accuracy of the main output over the (capped) test set."""
         self.model.eval()
         count = len(self.test_y)
-        batch = max(self.config.batch_size, 256)
+        batch = max(self.config.batch_size, EVAL_BATCH)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, count, batch):
@@ -381,29 +397,46 @@ def _refuse_probabilities(logits: torch.Tensor) -> None:
                             "logits, so build the model without its final softmax")
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
+
+
 @contextlib.contextmanager
 def _interrupts_between_steps():
-    """Ctrl-C only sets a flag, which the loops check between steps, so a checkpoint never holds
-    half an optimizer update. A second Ctrl-C interrupts at once (Python's own handler is back).
+    """Ctrl-C (SIGINT) and SIGTERM only set a flag, which the loops check between steps, so a
+    checkpoint never holds half an optimizer update. Every signal does only that, the second
+    and later ones too, until the block ends: the checkpoint written on the way out is
+    therefore written whole (a second Ctrl-C 50 ms after the first once landed inside it).
 
-    Yields the "was Ctrl-C pressed?" check. Off the main thread, or when the host replaced
-    Python's SIGINT handler, nothing is changed and the check is always false.
+    Yields the "was a stop signal received?" check; the signal's number is in
+    ``check.signum``. Off the main thread nothing is changed and the check is always false;
+    a signal whose handler the host replaced (not Python's default) is left to the host.
     """
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield lambda: False
+    def never() -> bool:
+        return False
+    never.signum = None
+    if threading.current_thread() is not threading.main_thread():
+        yield never
         return
-    pressed = threading.Event()
+    from archcalc.training.runs import raise_interrupt
+    plain = (signal.default_int_handler, signal.SIG_DFL, raise_interrupt)
+    taken = {s: signal.getsignal(s) for s in STOP_SIGNALS if signal.getsignal(s) in plain}
+    received = threading.Event()
 
     def handler(signum, frame):
-        pressed.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not received.is_set():
+            check.signum = signum
+        received.set()
 
-    signal.signal(signal.SIGINT, handler)
+    def check() -> bool:
+        return received.is_set()
+    check.signum = None
+    for s in taken:
+        signal.signal(s, handler)
     try:
-        yield pressed.is_set
+        yield check
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s, previous in taken.items():
+            signal.signal(s, previous)
 
 
 def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
@@ -414,9 +447,13 @@ def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     except FileNotFoundError:
         raise ArchcalcError(f"{path}: no checkpoint to resume from") from None
     except Exception as exc:  # torch.load fails in many ways on a damaged file; all mean the same
-        raise ArchcalcError(f"{path}: cannot read the checkpoint: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArchcalcError(f"{path}: cannot read the checkpoint: {first}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ArchcalcError(f"{path}: not an archcalc training checkpoint")
+    if not isinstance(state.get("config"), dict):
+        raise ArchcalcError(f"{path}: cannot resume from this checkpoint: 'config' is missing "
+                            f"or not a dictionary")
     ignored = {"device", "compile", "threads"}
     saved, wanted = state["config"], config.to_dict()
     changed = sorted(k for k in wanted if k not in ignored and saved.get(k) != wanted[k])

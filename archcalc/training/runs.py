@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from archcalc.training.options import CAPPED_BATCH, QUICK_DEFAULTS, TrainConfig,
 
 DEFAULT_SPEC = {"cifar10": "cifar-cnn", "fashion-mnist": "fashion-cnn", "synthetic": "cifar-cnn"}
 RUN_FILE = "run.json"
+CONFIG_FILE = "config.json"          # engine.load_config reads it back
+CHECKPOINT_FILE = "checkpoint.pt"    # the engine's
 # --quick allows about this much training work (multiply-adds, forward and backward counted as
 # 3 × forward): one pass of the notes' CIFAR-10 CNN over 50,000 images is 3.1e12, about a
 # minute on two CPU cores. Heavier specs get fewer steps rather than a longer wait.
@@ -107,13 +110,93 @@ def quick_plan(macs: int, n_train: int, n_test: int, batch_size: Optional[int],
 
 
 def new_run_dir(spec_stem: str, root: Path = Path("runs")) -> Path:
-    """``runs/<spec>-<date>-<time>``, numbered if two runs start in the same second."""
+    """``runs/<spec>-<date>-<time>``, created here, numbered (-2, -3...) if another run made
+    that folder first: ``mkdir`` is atomic, so two runs started in the same second never share
+    one."""
     base = root / f"{spec_stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArchcalcError(f"cannot create the runs folder: {exc.strerror}", Position(str(root)))
     path, n = base, 1
-    while path.exists():
-        n += 1
-        path = Path(f"{base}-{n}")
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = Path(f"{base}-{n}")
+        except OSError as exc:
+            raise ArchcalcError(f"cannot create the run's folder: {exc.strerror}",
+                                Position(str(path)))
+
+
+class FolderClaim:
+    """A run folder held by this process: an exclusive ``flock`` on the folder itself, taken
+    before anything slow and held until the process ends (or :meth:`release`). The kernel
+    drops the lock when the process dies however it dies, so a killed run never leaves a
+    folder locked, and no lock file is left behind. Two claims on one folder, from two
+    processes or two calls in one process, cannot both succeed."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> "FolderClaim":
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            raise ArchcalcError(f"cannot use the run's folder: {exc.strerror}",
+                                Position(str(self.path))) from None
+        try:
+            import fcntl
+        except ImportError:     # no flock (Windows): the folder checks still apply
+            return self
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.release()
+            raise ArchcalcError("another archcalc train is using this folder right now; wait "
+                                "for it, or choose another --out", Position(str(self.path))) from None
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def raise_interrupt(signum, frame):
+    """A SIGTERM handler that stops a run as Ctrl-C does (KeyboardInterrupt), so that a run
+    stopped while it is set up removes what it made; the engine's training loop takes it over
+    as it takes over Python's default handlers (engine._interrupts_between_steps)."""
+    raise KeyboardInterrupt
+
+
+def claim_run_dir(out: Optional[Path], spec_stem: str) -> Tuple[FolderClaim, bool]:
+    """The folder of a new run, claimed (:class:`FolderClaim`), and whether it was created
+    here (so that a failure before the run starts can remove it again). A folder that holds a
+    run is refused, even one stopped before its first checkpoint: ``--resume`` starts that one
+    over (resume_job)."""
+    if out is None:
+        return FolderClaim(new_run_dir(spec_stem)).acquire(), True
+    out = Path(out)
+    created = False
+    try:
+        out.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        if not out.is_dir():
+            raise ArchcalcError("not a folder", Position(str(out))) from None
+    except OSError as exc:
+        raise ArchcalcError(f"cannot create the run's folder: {exc.strerror}",
+                            Position(str(out))) from None
+    claim = FolderClaim(out).acquire()
+    if any((out / name).exists() for name in (RUN_FILE, CHECKPOINT_FILE, "model.pt", "metrics.json")):
+        claim.release()
+        raise ArchcalcError("this folder already holds a run; continue it with --resume, or "
+                            "choose another --out", Position(str(out)))
+    return claim, created
 
 
 # --- did it learn? ---------------------------------------------------------------------------
@@ -242,6 +325,7 @@ class Job:
     params: int
     macs: int
     plan: Optional[QuickPlan] = None    # --quick's plan, for a new quick run
+    claim: Optional[FolderClaim] = None # the folder, held for this process (FolderClaim)
     trend: LossTrend = field(default_factory=LossTrend)
 
     def run(self, on_step=None, on_epoch=None):
@@ -251,9 +335,13 @@ class Job:
             self.trend.add(info)
             if on_step:
                 on_step(info)
-        return train(self.model, self.dataset, self.config, self.out_dir,
-                     head_weights=getattr(self.model, "loss_weights", None) or None,
-                     on_step=step, on_epoch=on_epoch, resume=self.resume)
+        try:
+            return train(self.model, self.dataset, self.config, self.out_dir,
+                         head_weights=getattr(self.model, "loss_weights", None) or None,
+                         on_step=step, on_epoch=on_epoch, resume=self.resume)
+        finally:
+            if self.claim:      # the folder is free for --resume once this run has stopped
+                self.claim.release()
 
     @property
     def capped(self) -> bool:
@@ -290,23 +378,37 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
     if quick:
         values = {**QUICK_DEFAULTS, **values}
     config = TrainConfig(device=device, compile=compile, threads=cpu_threads(threads), **values)
-    out_dir = Path(out) if out else new_run_dir(Path(path).stem)
-    if (out_dir / RUN_FILE).exists() or (out_dir / "checkpoint.pt").exists():
-        raise ArchcalcError("this folder already holds a run; continue it with --resume, or "
-                            "choose another --out", Position(str(out_dir)))
-    dataset = load_dataset(dataset_name, data_dir, download)
-    info = RunInfo(str(Path(path).resolve()), variant, dataset_name,
-                   str(data_dir) if data_dir else None, heads=False, quick=quick)
-    job = _assemble(info, dataset, config, out_dir, resume=False)
-    if quick:
-        plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y),
-                          chosen.get("batch_size"), resolve_device(device)[0].type)
-        job.config = replace(config, max_steps_per_epoch=plan.max_steps,
-                             max_test_images=plan.max_test_images, batch_size=plan.batch_size)
-        job.plan = plan
-    out_dir.mkdir(parents=True, exist_ok=True)
-    job.info.save(out_dir)
+    claim, created = claim_run_dir(Path(out) if out else None, Path(path).stem)
+    out_dir = claim.path
+    try:
+        dataset = load_dataset(dataset_name, data_dir, download)
+        info = RunInfo(str(Path(path).resolve()), variant, dataset_name,
+                       str(data_dir) if data_dir else None, heads=False, quick=quick)
+        job = _assemble(info, dataset, config, out_dir, resume=False)
+        if quick:
+            plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y),
+                              chosen.get("batch_size"), resolve_device(device)[0].type)
+            job.config = replace(config, max_steps_per_epoch=plan.max_steps,
+                                 max_test_images=plan.max_test_images, batch_size=plan.batch_size)
+            job.plan = plan
+        # Both files a resume needs, before any training: a run stopped before its first
+        # checkpoint resumes from the start (resume_job).
+        write_atomic(out_dir / CONFIG_FILE, json.dumps(job.config.to_dict(), indent=2) + "\n")
+        job.info.save(out_dir)
+    except BaseException:
+        claim.release()
+        if created:
+            _remove_if_empty(out_dir)
+        raise
+    job.claim = claim
     return job
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, data_dir,
@@ -316,14 +418,25 @@ def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, dat
     from archcalc.training.datasets import load_dataset
     from archcalc.training.engine import load_config
 
-    info = RunInfo.load(out_dir)
-    if info.dataset != dataset_name:
-        raise ArchcalcError(f"this run trained on {info.dataset}, not {dataset_name}",
-                            Position(str(out_dir)))
-    config = replace(load_config(out_dir), device=device, compile=compile,
-                     threads=cpu_threads(threads))
-    dataset = load_dataset(dataset_name, data_dir or info.data_dir)
-    return _assemble(info, dataset, config, Path(out_dir), resume=True)
+    claim = FolderClaim(Path(out_dir)).acquire() if Path(out_dir).is_dir() else None
+    try:
+        info = RunInfo.load(out_dir)
+        if info.dataset != dataset_name:
+            raise ArchcalcError(f"this run trained on {info.dataset}, not {dataset_name}",
+                                Position(str(out_dir)))
+        config = replace(load_config(out_dir), device=device, compile=compile,
+                         threads=cpu_threads(threads))
+        dataset = load_dataset(dataset_name, data_dir or info.data_dir)
+        # No checkpoint yet: the run stopped before its first one, and starts over; its model
+        # is built from the same seed, so it ends where an uninterrupted run ends.
+        started = (Path(out_dir) / CHECKPOINT_FILE).exists()
+        job = _assemble(info, dataset, config, Path(out_dir), resume=started)
+    except BaseException:
+        if claim:
+            claim.release()
+        raise
+    job.claim = claim
+    return job
 
 
 def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Job:
@@ -333,10 +446,17 @@ def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Jo
 
     from archcalc.core import analysis
     from archcalc.pytorch.build import build_module, load_graph
+    from archcalc.pytorch.devices import check_memory, resolve_device
+    from archcalc.training.engine import EVAL_BATCH
 
     graph = load_graph(info.spec, info.variant, None, heads=True)
     check_fit(Path(info.spec).stem, graph.input_shape, graph.rows[-1].out_shape, dataset)
     info.heads = bool(graph.heads)
+    # A training step at the batch size, or evaluation (no gradients) at the engine's larger
+    # evaluation batch, whichever needs more, must fit before anything is allocated.
+    where = resolve_device(config.device)[0]
+    check_memory(graph, config.batch_size, where, training=True, heads=info.heads)
+    check_memory(graph, max(config.batch_size, EVAL_BATCH), where, heads=info.heads)
     torch.manual_seed(config.seed)      # the initial weights repeat with the seed too
     model = build_module(graph, heads=info.heads, logits=True)
     totals = analysis.analyze(graph).totals

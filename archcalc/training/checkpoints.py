@@ -1,0 +1,199 @@
+"""Is a checkpoint one this run can continue from? Checked key by key before any of it is used.
+
+``torch.load(weights_only=True)`` already refuses anything but tensors and plain containers, so
+a checkpoint cannot run code; but a damaged, tampered or foreign one could still hold the wrong
+keys, types, sizes or positions, which used to end in a traceback deep inside PyTorch
+(ZeroDivisionError, size mismatch) or, for ``epoch: 10**6``, in a run that "finished" with
+nothing trained. :func:`check_state` says what is wrong in one line, or nothing.
+
+Position: after ``epoch`` whole epochs and ``step`` steps of the next one, the scheduler and
+the optimizer have both stepped ``epoch × steps + step`` times; ``running.seen`` counts
+``step × batch_size`` images and ``history`` holds ``epoch`` records. A checkpoint whose figures
+disagree was not written by this run at a step boundary.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any, Optional
+
+import torch
+
+KEYS = ("format", "config", "model", "optimizer", "scheduler", "epoch", "step", "order",
+        "running", "rng", "history")
+RUNNING = {"loss_sum": torch.float64, "correct": torch.int64}
+
+
+class Invalid(Exception):
+    """What is wrong with the checkpoint, as a phrase."""
+
+
+def check_state(state: Any, run) -> Optional[str]:
+    """None when ``state`` is a checkpoint ``run`` (an engine ``_Run``) can load, else why not."""
+    try:
+        _check(state, run)
+    except Invalid as problem:
+        return str(problem)
+    return None
+
+
+def _check(state: Any, run) -> None:
+    if not isinstance(state, dict):
+        raise Invalid(f"it holds a {type(state).__name__}, not a checkpoint's dictionary")
+    missing = [k for k in KEYS if k not in state]
+    if missing:
+        raise Invalid(f"missing {', '.join(repr(k) for k in missing)}")
+    config, steps = run.config, run.steps
+    epoch = _int(state, "epoch", 0, config.epochs, f"this run has {config.epochs} epochs")
+    step = _int(state, "step", 0, steps, f"this run's epochs have {steps} steps")
+    if epoch == config.epochs and step:
+        raise Invalid(f"'step' is {step} after the last epoch")
+    done = epoch * steps + step
+    _model(state["model"], run.model)
+    _optimizer(state["optimizer"], run.optimizer, done)
+    _scheduler(state["scheduler"], run.scheduler, done)
+    _order(state["order"], step, len(run.train_y))
+    _running(state["running"], step * config.batch_size)
+    _rng(state["rng"], run)
+    _history(state["history"], epoch)
+
+
+def _int(state: dict, key: str, low: int, high: int, why: str) -> int:
+    value = state[key]
+    if type(value) is not int:
+        raise Invalid(f"{key!r} is a {type(value).__name__}, not a whole number")
+    if not low <= value <= high:
+        raise Invalid(f"{key!r} is {value}, outside {low}..{high} ({why})")
+    return value
+
+
+def _tensor(value: Any, what: str, dtype: torch.dtype, shape=None) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise Invalid(f"{what} is a {type(value).__name__}, not a tensor")
+    if value.dtype != dtype:
+        raise Invalid(f"{what} holds {value.dtype}, not {dtype}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise Invalid(f"{what} has shape {tuple(value.shape)}, not {tuple(shape)}")
+    return value
+
+
+def _dict(value: Any, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise Invalid(f"{what} is a {type(value).__name__}, not a dictionary")
+    return value
+
+
+def _model(saved: Any, model: torch.nn.Module) -> None:
+    saved, wanted = _dict(saved, "'model'"), model.state_dict()
+    missing = [k for k in wanted if k not in saved]
+    extra = [k for k in saved if k not in wanted]
+    if missing or extra:
+        names = (missing or extra)[:3]
+        raise Invalid(f"its weights are not this spec's: {'missing' if missing else 'unexpected'} "
+                      f"{', '.join(names)}{' …' if len(missing or extra) > 3 else ''}")
+    for name, tensor in wanted.items():
+        _tensor(saved[name], f"weight '{name}'", tensor.dtype, tensor.shape)
+        if tensor.is_floating_point() and not bool(torch.isfinite(saved[name]).all()):
+            raise Invalid(f"weight '{name}' holds NaN or infinite values")
+
+
+def _optimizer(saved: Any, optimizer: torch.optim.Optimizer, done: int) -> None:
+    saved = _dict(saved, "'optimizer'")
+    groups, wanted = saved.get("param_groups"), optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(wanted) or \
+            any(not isinstance(g, dict) or not isinstance(g.get("params"), list) for g in groups):
+        raise Invalid("'optimizer' is not this run's optimizer (its parameter groups differ)")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    ids = [i for g in groups for i in g["params"]]
+    if len(ids) != len(params) or set(ids) != set(range(len(params))):
+        raise Invalid("'optimizer' is not this run's optimizer (its parameter groups differ)")
+    by_id = dict(zip(ids, params))
+    state = _dict(saved.get("state"), "'optimizer' state")
+    for key, slots in state.items():
+        if key not in by_id:
+            raise Invalid(f"'optimizer' has state for parameter {key!r}, which this model lacks")
+        for slot, value in _dict(slots, f"'optimizer' state {key}").items():
+            if slot == "step":
+                count = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 \
+                    else value
+                if isinstance(count, float) and count.is_integer():
+                    count = int(count)
+                if count != done:
+                    raise Invalid(f"'optimizer' took {count} steps, the position says {done}")
+            elif isinstance(value, torch.Tensor):
+                _tensor(value, f"'optimizer' {slot} of parameter {key}", by_id[key].dtype,
+                        by_id[key].shape)
+    for group in groups:
+        for name, value in group.items():
+            if name != "params" and isinstance(value, float) and not math.isfinite(value):
+                raise Invalid(f"'optimizer' {name} is {value}")
+
+
+def _scheduler(saved: Any, scheduler, done: int) -> None:
+    saved, wanted = _dict(saved, "'scheduler'"), scheduler.state_dict()
+    if set(saved) != set(wanted):
+        raise Invalid("'scheduler' is not this run's learning-rate schedule")
+    for key, value in wanted.items():
+        if type(saved[key]) is not type(value) and not \
+                (isinstance(value, (int, float)) and type(saved[key]) in (int, float)):
+            raise Invalid(f"'scheduler' {key} is a {type(saved[key]).__name__}, "
+                          f"not a {type(value).__name__}")
+    if saved.get("last_epoch") != done:
+        raise Invalid(f"'scheduler' took {saved.get('last_epoch')} steps, the position says {done}")
+    for key in ("total_steps", "T_max", "base_lrs"):
+        if key in wanted and saved[key] != wanted[key]:
+            raise Invalid(f"'scheduler' {key} is {saved[key]!r}, this run's is {wanted[key]!r}")
+
+
+def _order(order: Any, step: int, images: int) -> None:
+    if order is None:
+        if step:
+            raise Invalid(f"'order' is missing in the middle of an epoch (step {step})")
+        return
+    _tensor(order, "'order'", torch.int64, (images,))
+    if not torch.equal(order.sort().values, torch.arange(images)):
+        raise Invalid(f"'order' is not an order of the {images} training images")
+
+
+def _running(running: Any, seen: int) -> None:
+    running = _dict(running, "'running'")
+    for key, dtype in RUNNING.items():
+        _tensor(running.get(key), f"'running' {key}", dtype, ())
+    if type(running.get("seen")) is not int or running["seen"] != seen:
+        raise Invalid(f"'running' seen is {running.get('seen')!r}; the position says {seen} images")
+    for key in ("seconds", "lr"):
+        value = running.get(key)
+        if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+            raise Invalid(f"'running' {key} is {value!r}, not a finite number ≥ 0")
+
+
+def _rng(rng: Any, run) -> None:
+    rng = _dict(rng, "'rng'")
+    _tensor(rng.get("torch"), "'rng' torch", torch.uint8, torch.get_rng_state().shape)
+    _tensor(rng.get("generator"), "'rng' generator", torch.uint8,
+            run.generator.get_state().shape)
+    cuda = rng.get("cuda")
+    if cuda is not None and not (isinstance(cuda, list) and
+                                 all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8
+                                     for t in cuda)):
+        raise Invalid("'rng' cuda is not a list of CUDA generator states")
+    for name, value in (("torch", rng["torch"]), ("generator", rng["generator"])):
+        try:    # the state's own checks (Mersenne Twister's), on a scratch generator
+            torch.Generator().set_state(value)
+        except (RuntimeError, ValueError) as exc:
+            raise Invalid(f"'rng' {name} is not a generator state: {str(exc).splitlines()[0]}")
+
+
+def _history(history: Any, epoch: int) -> None:
+    from archcalc.training.engine import EpochRecord
+    if not isinstance(history, list) or len(history) != epoch:
+        raise Invalid(f"'history' must list {epoch} finished epochs")
+    names = {f.name for f in fields(EpochRecord)}
+    for n, record in enumerate(history, 1):
+        record = _dict(record, f"'history' record {n}")
+        if not set(record) <= names or any(
+                type(record.get(k)) not in (int, float) or not math.isfinite(record[k])
+                for k in names - {"steps", "images"}):
+            raise Invalid(f"'history' record {n} is not an epoch's record")
+        if record["epoch"] != n:
+            raise Invalid(f"'history' record {n} says epoch {record['epoch']}")

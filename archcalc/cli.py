@@ -515,7 +515,7 @@ def train(
             job = runs.resume_job(resume, dataset.value, device, compile, data_dir, threads)
         else:
             job = runs.new_job(dataset.value, spec, variant, quick, chosen, device, compile,
-                               data_dir, download, out, threads)
+                               data_dir, download, out, threads, _download_lines())
         _train_on_screen(job, log_every)
 
 
@@ -550,6 +550,22 @@ def _restore(handlers) -> None:
     import signal
     for number, handler in handlers.items():
         signal.signal(number, handler)
+
+
+def _download_lines(every: float = 2.0):
+    """A --download's progress as a line on stderr at most every ``every`` seconds, and at
+    the end: a download never runs in silence."""
+    import time
+    last = [0.0]
+
+    def on_progress(done: int, total: Optional[int]) -> None:
+        now = time.monotonic()
+        if now - last[0] < every and done != total:
+            return
+        last[0] = now
+        of = f" of {total / 1e6:,.1f}" if total else ""
+        typer.echo(f"downloading CIFAR-10: {done / 1e6:,.1f}{of} MB", err=True)
+    return on_progress
 
 
 def _train_on_screen(job, log_every: float) -> None:

@@ -254,3 +254,15 @@ def test_training_runs_on_the_threads_asked_for_then_restores_them(tmp_path, mon
           on_step=lambda info: during.append(torch.get_num_threads()))
     assert during == [threads, threads]
     assert torch.get_num_threads() == before
+
+
+def test_metrics_json_stays_json_when_the_loss_is_not_finite(tmp_path):
+    """A diverged run's NaN loss is written as null: json.dumps' bare NaN is not JSON."""
+    import json as json_module
+    from archcalc.training.engine import _write_json
+    _write_json(tmp_path / "m.json", {"epochs": [{"train_loss": float("nan"), "lr": 1e-3}],
+                                     "test_loss": float("inf")})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json_module.loads(text) == {"epochs": [{"train_loss": None, "lr": 1e-3}],
+                                       "test_loss": None}

@@ -182,3 +182,17 @@ def test_a_bad_thread_count_in_the_environment_stops_before_anything_is_written(
     assert result.stderr.strip() == "ARCHCALC_THREADS: must be a positive whole number of " \
                                     "threads, got 'x'"
     assert not (tmp_path / "r").exists()
+
+
+def test_a_download_says_how_far_it_got(capsys):
+    """--download's progress reaches stderr as lines, throttled, and always its last chunk."""
+    from archcalc import cli
+    every_time = cli._download_lines(every=0)
+    every_time(1_000_000, 170_498_071)
+    throttled = cli._download_lines(every=3600)
+    throttled(2_000_000, 170_498_071)       # the first call always speaks
+    throttled(3_000_000, 170_498_071)       # within the hour: silent
+    throttled(170_498_071, 170_498_071)     # the end: always
+    assert capsys.readouterr().err.splitlines() == [
+        "downloading CIFAR-10: 1.0 of 170.5 MB", "downloading CIFAR-10: 2.0 of 170.5 MB",
+        "downloading CIFAR-10: 170.5 of 170.5 MB"]

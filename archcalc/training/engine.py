@@ -491,4 +491,16 @@ def _write_metrics(out_dir: Path, run: _Run) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2) + "\n")
+    """JSON that every reader accepts: a diverged run's NaN or infinite loss is written as null
+    (json.dumps would write the bare word NaN, which is not JSON)."""
+    write_atomic(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

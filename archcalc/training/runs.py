@@ -364,9 +364,10 @@ class Job:
 
 def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quick: bool,
             chosen: dict, device: str, compile: bool, data_dir, download: bool, out,
-            threads: Optional[int] = None) -> Job:
+            threads: Optional[int] = None, on_download=None) -> Job:
     """A new run: ``chosen`` holds the training options the user gave (None: not given), the
-    rest are TrainConfig's defaults, or QUICK_DEFAULTS' for a quick run."""
+    rest are TrainConfig's defaults, or QUICK_DEFAULTS' for a quick run. ``on_download(done,
+    total)`` follows a --download (datasets.download_cifar10)."""
     from dataclasses import replace
 
     from archcalc.files import resolve_spec
@@ -381,7 +382,7 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
     claim, created = claim_run_dir(Path(out) if out else None, Path(path).stem)
     out_dir = claim.path
     try:
-        dataset = load_dataset(dataset_name, data_dir, download)
+        dataset = load_dataset(dataset_name, data_dir, download, on_download)
         info = RunInfo(str(Path(path).resolve()), variant, dataset_name,
                        str(data_dir) if data_dir else None, heads=False, quick=quick)
         job = _assemble(info, dataset, config, out_dir, resume=False)

@@ -347,3 +347,65 @@ def test_build_model_refuses_too(tmp_path):
     big.write_text(BIG_CONV)
     with pytest.raises(ArchcalcError, match=r"needs about [\d,.]+ GB .* at batch 1; "):
         build_model(str(big))
+
+
+# --- fuzz: checkpoints mutated at random --------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(allow_nan=True),
+    st.text(max_size=8), st.lists(st.integers(-3, 3), max_size=4),
+    st.sampled_from([torch.zeros(0), torch.zeros(3, dtype=torch.uint8), torch.ones(2, 2).double(),
+                     torch.tensor(float("nan")), torch.arange(5)]))
+
+
+def _leaves(value, path=()):
+    """Every place in a loaded checkpoint that holds a value: (path of keys and indexes)."""
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, path + (index,))
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_mutated_checkpoints_resume_or_are_refused_in_one_line(tmp_path_factory, stopped_run,
+                                                               data):
+    """A checkpoint with any one value replaced, removed, or bytes of its file flipped: `--resume`
+    either finishes (exit 0) or refuses in one line (exit 2); never a traceback, never a hang."""
+    out = tmp_path_factory.mktemp("fuzz") / "run"
+    shutil.copytree(stopped_run, out)
+    path = out / "checkpoint.pt"
+    if data.draw(st.booleans(), label="flip bytes"):
+        blob = bytearray(path.read_bytes())
+        for _ in range(data.draw(st.integers(1, 8), label="flips")):
+            blob[data.draw(st.integers(0, len(blob) - 1))] ^= data.draw(st.integers(1, 255))
+        path.write_bytes(bytes(blob))
+    else:
+        state = torch.load(path, weights_only=True)
+        places = [p for p in _leaves(state) if p]
+        where = data.draw(st.sampled_from(places), label="place")
+        parent = state
+        for key in where[:-1]:
+            parent = parent[key]
+        if isinstance(parent, dict) and data.draw(st.booleans(), label="remove"):
+            del parent[where[-1]]
+        else:
+            parent[where[-1]] = data.draw(ODD_VALUES, label="value")
+        torch.save(state, path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (min(16 << 30, hard) if hard > 0 else 16 << 30, hard))
+    try:
+        result = cli("train", "synthetic", "--resume", out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert result.exit_code in (0, 2), (result.output, result.exception)
+    assert "Traceback" not in result.output
+    if result.exit_code == 2:
+        one_line(result)

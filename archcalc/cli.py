@@ -141,8 +141,8 @@ def check_output(output: Optional[Path], force: bool = False, inputs=(),
 
 
 def input_shape(input: Optional[str]):
-    """The --input option as a shape, or None for the spec's own."""
-    if not input:
+    """The --input option as a shape, or None for the spec's own (an empty one is refused)."""
+    if input is None:
         return None
     from archcalc.errors import Position
     from archcalc.core.spec import parse_input

@@ -188,3 +188,25 @@ def test_ten_thousand_layers_and_every_bundled_spec_still_read(tmp_path):
     for bundled in sorted(SPECS.glob("*.yaml")):
         result = runner.invoke(app, ["table", str(bundled)])
         assert result.exit_code == 0, (bundled, result.stderr)
+
+
+@pytest.mark.parametrize("args,line", [
+    (["table", "googlenet", "--input", ""],
+     "--input: 'input' must be [channels, height, width] of positive integers, got ['']"),
+    (["table", "googlenet", "--tolerance", "nan"],
+     "--tolerance: the audit's tolerance must be a finite percentage, not negative, got nan"),
+    (["table", "googlenet", "--tolerance", "inf"],
+     "--tolerance: the audit's tolerance must be a finite percentage, not negative, got inf"),
+    (["train", "synthetic", "--quick", "--lr", "inf"],
+     "training option 'lr' must be a positive finite number, got inf"),
+    (["train", "synthetic", "--quick", "--weight-decay", "nan"],
+     "training option 'weight_decay' must be a finite number, not negative, got nan"),
+])
+def test_options_that_are_not_numbers_one_can_use(args, line, tmp_path):
+    """An empty --input, a tolerance or rate of NaN or infinity: one line, exit 2, and no run
+    folder left behind."""
+    result = subprocess.run([sys.executable, "-m", "archcalc", *args], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == line
+    assert list(tmp_path.iterdir()) == []

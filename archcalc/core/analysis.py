@@ -5,6 +5,7 @@ here: renderers in :mod:`archcalc.report` decide how numbers look.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Dict, List, Optional, Tuple
@@ -12,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 from archcalc.core.graph import Graph, Group, Layer, Row, build
 from archcalc.core.ops import Counts, Shape, fmt_shape
 from archcalc.core.spec import PaperFigure, Spec
-from archcalc.errors import SpecError
+from archcalc.errors import ArchcalcError, Position, SpecError
 
 UNIT_POWER = {"": 0, "K": 1, "M": 2, "G": 3}
 DEFAULT_TOLERANCE_PCT = 1.0
@@ -156,6 +157,9 @@ def _lists(record: dict) -> dict:
 def analyze(graph: Graph, heads: bool = False,
             tolerance_pct: float = DEFAULT_TOLERANCE_PCT) -> Report:
     """Counts of every layer and row of ``graph``; heads are included only when asked."""
+    if not 0 <= tolerance_pct < math.inf:
+        raise ArchcalcError(f"the audit's tolerance must be a finite percentage, not negative, "
+                            f"got {tolerance_pct!r}", Position("--tolerance"))
     units = graph.spec.paper_units
     skipped = audit_skipped(graph)
     rows = [row_stats(r, units, tolerance_pct, audited=skipped is None) for r in graph.rows]

@@ -6,6 +6,7 @@ with them, :mod:`archcalc.training.runs` starts from them, and the CLI shows the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
@@ -44,9 +45,10 @@ class TrainConfig:
         _require(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
         _require(self.batch_size >= 1, "batch_size", "must be at least 1", self.batch_size)
         _require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}", self.optimizer)
-        _require(self.lr > 0, "lr", "must be positive", self.lr)
+        _require(0 < self.lr < math.inf, "lr", "must be a positive finite number", self.lr)
         _require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)", self.momentum)
-        _require(self.weight_decay >= 0, "weight_decay", "must not be negative", self.weight_decay)
+        _require(0 <= self.weight_decay < math.inf, "weight_decay",
+                 "must be a finite number, not negative", self.weight_decay)
         _require(self.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}", self.schedule)
         _require(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)", self.label_smoothing)
         _require(self.device in DEVICES, "device", f"must be one of {DEVICES}", self.device)

@@ -97,6 +97,17 @@ def _model(saved: Any, model: torch.nn.Module) -> None:
             raise Invalid(f"weight '{name}' holds NaN or infinite values")
 
 
+# The state each optimizer keeps per parameter once it has stepped (SGD's buffer is None
+# without momentum); a slot missing or of another kind ends in a traceback inside the step.
+SLOTS = {"Adam": {"step", "exp_avg", "exp_avg_sq"}, "SGD": {"momentum_buffer"}}
+# Parameter-group entries the schedule moves (one-cycle moves Adam's betas too); every other
+# entry comes from the configuration, which _read_checkpoint has already found equal.
+SCHEDULED = ("lr", "betas", "momentum")
+# A scheduler's position; every other entry comes from the configuration.
+SCHEDULER_POSITION = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step",
+                      "_is_initial")
+
+
 def _optimizer(saved: Any, optimizer: torch.optim.Optimizer, done: int) -> None:
     saved = _dict(saved, "'optimizer'")
     groups, wanted = saved.get("param_groups"), optimizer.state_dict()["param_groups"]
@@ -107,12 +118,30 @@ def _optimizer(saved: Any, optimizer: torch.optim.Optimizer, done: int) -> None:
     ids = [i for g in groups for i in g["params"]]
     if len(ids) != len(params) or set(ids) != set(range(len(params))):
         raise Invalid("'optimizer' is not this run's optimizer (its parameter groups differ)")
+    for group, fresh in zip(groups, wanted):
+        if set(group) != set(fresh):
+            raise Invalid("'optimizer' is not this run's optimizer (its settings differ)")
+        for name, value in fresh.items():
+            if name == "params":
+                continue
+            if name in SCHEDULED:
+                _like(group[name], value, f"'optimizer' {name}")
+            elif group[name] != value:
+                raise Invalid(f"'optimizer' {name} is {group[name]!r}, this run's is {value!r}")
     by_id = dict(zip(ids, params))
     state = _dict(saved.get("state"), "'optimizer' state")
+    slots_wanted = SLOTS.get(type(optimizer).__name__)
+    if done and len(state) != len(params):
+        raise Invalid(f"'optimizer' keeps state for {len(state)} of {len(params)} parameters")
     for key, slots in state.items():
         if key not in by_id:
             raise Invalid(f"'optimizer' has state for parameter {key!r}, which this model lacks")
-        for slot, value in _dict(slots, f"'optimizer' state {key}").items():
+        slots = _dict(slots, f"'optimizer' state {key}")
+        if slots_wanted is not None and set(slots) != slots_wanted:
+            raise Invalid(f"'optimizer' state of parameter {key} holds "
+                          f"{', '.join(sorted(map(str, slots))) or 'nothing'}, not "
+                          f"{', '.join(sorted(slots_wanted))}")
+        for slot, value in slots.items():
             if slot == "step":
                 count = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 \
                     else value
@@ -120,29 +149,37 @@ def _optimizer(saved: Any, optimizer: torch.optim.Optimizer, done: int) -> None:
                     count = int(count)
                 if count != done:
                     raise Invalid(f"'optimizer' took {count} steps, the position says {done}")
-            elif isinstance(value, torch.Tensor):
+            elif not (value is None and slot == "momentum_buffer"):
                 _tensor(value, f"'optimizer' {slot} of parameter {key}", by_id[key].dtype,
                         by_id[key].shape)
-    for group in groups:
-        for name, value in group.items():
-            if name != "params" and isinstance(value, float) and not math.isfinite(value):
-                raise Invalid(f"'optimizer' {name} is {value}")
+
+
+def _like(value: Any, fresh: Any, what: str) -> None:
+    """``value`` has ``fresh``'s form (numbers finite; tuples and lists as long), so code
+    written for this run's values can use it."""
+    if isinstance(fresh, (tuple, list)):
+        if not isinstance(value, (tuple, list)) or len(value) != len(fresh):
+            raise Invalid(f"{what} is {value!r}, not {len(fresh)} numbers")
+        for item, like in zip(value, fresh):
+            _like(item, like, what)
+    elif isinstance(fresh, (int, float)) and not isinstance(fresh, bool):
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise Invalid(f"{what} is {value!r}, not a finite number")
+    elif type(value) is not type(fresh):
+        raise Invalid(f"{what} is a {type(value).__name__}, not a {type(fresh).__name__}")
 
 
 def _scheduler(saved: Any, scheduler, done: int) -> None:
     saved, wanted = _dict(saved, "'scheduler'"), scheduler.state_dict()
     if set(saved) != set(wanted):
         raise Invalid("'scheduler' is not this run's learning-rate schedule")
-    for key, value in wanted.items():
-        if type(saved[key]) is not type(value) and not \
-                (isinstance(value, (int, float)) and type(saved[key]) in (int, float)):
-            raise Invalid(f"'scheduler' {key} is a {type(saved[key]).__name__}, "
-                          f"not a {type(value).__name__}")
     if saved.get("last_epoch") != done:
         raise Invalid(f"'scheduler' took {saved.get('last_epoch')} steps, the position says {done}")
-    for key in ("total_steps", "T_max", "base_lrs"):
-        if key in wanted and saved[key] != wanted[key]:
-            raise Invalid(f"'scheduler' {key} is {saved[key]!r}, this run's is {wanted[key]!r}")
+    for key, value in wanted.items():
+        if key in SCHEDULER_POSITION:
+            _like(saved[key], value, f"'scheduler' {key}")
+        elif saved[key] != value:
+            raise Invalid(f"'scheduler' {key} is {saved[key]!r}, this run's is {value!r}")
 
 
 def _order(order: Any, step: int, images: int) -> None:

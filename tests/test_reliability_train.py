@@ -265,6 +265,9 @@ TAMPERED = {   # name: (change to the loaded state, or bytes for the whole file;
                               "holds exp_avg_sq, step, not exp_avg, exp_avg_sq, step"),
     "Adam's eps not a number": (_set("optimizer", "param_groups", 0, "eps", value=None),
                                 "'optimizer' eps is None, this run's is 1e-08"),
+    "Adam's step an empty tensor": (
+        lambda s: next(iter(s["optimizer"]["state"].values())).update(step=torch.zeros(0)),
+        "'optimizer' took tensor([]) steps, the position says 78"),
     "betas of one number": (_set("optimizer", "param_groups", 0, "betas", value=(0.9,)),
                             "'optimizer' betas is (0.9,), not 2 numbers"),
     "a foreign object": (lambda s: {"payload": argparse.Namespace()}, "cannot read the checkpoint"),

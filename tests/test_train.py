@@ -197,7 +197,7 @@ def test_quick_caps_limit_steps_and_test_images(tmp_path):
 @pytest.mark.parametrize("changes,message", [
     ({"epochs": 0}, "'epochs' must be at least 1, got 0"),
     ({"optimizer": "rmsprop"}, "'optimizer' must be one of"),
-    ({"lr": -1.0}, "'lr' must be positive"),
+    ({"lr": -1.0}, "'lr' must be a positive finite number"),
     ({"label_smoothing": 1.0}, r"'label_smoothing' must be in \[0, 1\)"),
     ({"device": "tpu"}, "'device' must be one of"),
     ({"max_steps_per_epoch": 0}, "'max_steps_per_epoch' must be at least 1"),

@@ -115,8 +115,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ArchcalcError as exc:
-        from archcalc.errors import printable      # a user's key may hold a terminal escape
-        typer.echo(printable(str(exc)), err=True)
+        typer.echo(str(exc), err=True)     # one line: ArchcalcError escapes what it quotes
         raise typer.Exit(2)
 
 

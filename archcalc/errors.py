@@ -38,7 +38,9 @@ class ArchcalcError(Exception):
         self.pos = pos
 
     def __str__(self) -> str:
-        return f"{self.pos}: {self.message}" if self.pos else self.message
+        """One line, whatever the message quotes: a user's key may hold a newline or a
+        terminal escape, shown as ``\\n`` or ``\\x1b`` (:func:`printable`)."""
+        return printable(f"{self.pos}: {self.message}" if self.pos else self.message)
 
 
 class SpecError(ArchcalcError):

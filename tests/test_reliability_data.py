@@ -64,6 +64,12 @@ def in_child(code: str, timeout: float = 60) -> str:
     return done.stdout.strip()
 
 
+def refused_in_child(call: str, timeout: float = 60) -> str:
+    """The DataError message of ``call`` (an expression over ``datasets`` and ``Path``), made in
+    a child process under :func:`in_child`'s limits."""
+    return in_child(f"try:\n    {call}\nexcept DataError as e:\n    print(e)\n", timeout)
+
+
 def via_cli(tmp_path: Path, data: Path, dataset: str = "cifar10") -> str:
     """``archcalc train`` on ``data``: exit 2 and the error as one line on stderr."""
     result = CliRunner().invoke(app, ["train", dataset, "--data-dir", str(data),
@@ -115,11 +121,7 @@ HUGE_STATE = batch(Build((1, (2_000_000, 3072), np.dtype("u1"), False, b"\0" * 3
 def test_zero_stride_view_is_refused_without_a_copy(tmp_path):
     """82 KB that once made a 5.7 GB copy: numpy.ndarray called with strides (0, 0)."""
     source = pickled_source(tmp_path, ZERO_STRIDE)
-    message = in_child(f"""
-        try:
-            datasets.read_cifar10(Path({str(source)!r}), counts=(20, 4))
-        except DataError as e:
-            print(e)""")
+    message = refused_in_child(f"datasets.read_cifar10(Path({str(source)!r}), counts=(20, 4))")
     assert message == (f"{source}[cifar-10-batches-py/test_batch]: refusing to unpickle: the file "
                        f"calls numpy.ndarray directly, which a CIFAR-10 batch never does (a "
                        f"tampered or foreign file?)")
@@ -127,11 +129,8 @@ def test_zero_stride_view_is_refused_without_a_copy(tmp_path):
 
 
 def test_array_state_declaring_more_than_its_bytes_is_refused(tmp_path):
-    message = in_child(f"""
-        try:
-            datasets.read_cifar10(Path({str(pickled_source(tmp_path, HUGE_STATE))!r}), counts=(20, 4))
-        except DataError as e:
-            print(e)""")
+    source = pickled_source(tmp_path, HUGE_STATE)
+    message = refused_in_child(f"datasets.read_cifar10(Path({str(source)!r}), counts=(20, 4))")
     assert message.endswith("refusing to unpickle: an array that is not at most 10,000×3,072 "
                             "uint8 bytes held in the file (a tampered or foreign file?)")
 
@@ -194,11 +193,7 @@ def test_tar_header_claiming_a_terabyte_is_refused_before_reading(tmp_path):
     source = tmp_path / "cifar-10-python.tar.gz"
     source.write_bytes(gz_tar([("cifar-10-batches-py/data_batch_1", 2**40, b"")]))
     assert source.stat().st_size < 200
-    message = in_child(f"""
-        try:
-            datasets.read_cifar10(Path({str(source)!r}))
-        except DataError as e:
-            print(e)""")
+    message = refused_in_child(f"datasets.read_cifar10(Path({str(source)!r}))")
     assert message == (f"{source}: member cifar-10-batches-py/data_batch_1 declares "
                        f"1,099,511,627,776 bytes, more than 67,108,864, the most it may hold in a "
                        f"CIFAR-10 archive (a tampered or foreign archive?)")
@@ -232,11 +227,7 @@ def inflating_archive(tmp_path_factory) -> Path:
 def test_gzip_bomb_stops_at_the_archive_cap(inflating_archive):
     assert inflating_archive.stat().st_size < 2**20
     start = time.monotonic()
-    message = in_child(f"""
-        try:
-            datasets.read_cifar10(Path({str(inflating_archive)!r}))
-        except DataError as e:
-            print(e)""")
+    message = refused_in_child(f"datasets.read_cifar10(Path({str(inflating_archive)!r}))")
     assert message == (f"{inflating_archive}: inflates to more than 403,701,760 bytes, more than a "
                        f"CIFAR-10 archive holds (a compression bomb or foreign file?)")
     assert time.monotonic() - start < 30
@@ -257,11 +248,7 @@ def test_folder_batch_larger_than_known_is_refused(tmp_path):
 def test_fifo_named_like_the_archive_is_refused_at_once(tmp_path):
     fifo = tmp_path / "cifar-10-python.tar.gz"
     os.mkfifo(fifo)
-    message = in_child(f"""
-        try:
-            datasets.load_cifar10(Path({str(tmp_path)!r}))
-        except DataError as e:
-            print(e)""", timeout=30)
+    message = refused_in_child(f"datasets.load_cifar10(Path({str(tmp_path)!r}))", timeout=30)
     assert message == f"{fifo}: is a FIFO, not a regular file; data is only read from regular files"
     assert "is a FIFO" in via_cli(tmp_path, tmp_path)
 
@@ -321,11 +308,7 @@ def test_idx_gzip_bomb_stops_one_byte_past_the_header(tmp_path):
         for _ in range(300):
             out.write(packer.compress(bytes(1 << 20)))
         out.write(packer.flush())
-    message = in_child(f"""
-        try:
-            datasets.read_idx(Path({str(path)!r}))
-        except DataError as e:
-            print(e)""")
+    message = refused_in_child(f"datasets.read_idx(Path({str(path)!r}))")
     assert message == (f"{path}: longer than the 7,856 bytes the header's shape (10, 28, 28) "
                        f"needs (a foreign file?)")
 

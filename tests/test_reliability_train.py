@@ -275,6 +275,17 @@ TAMPERED = {   # name: (change to the loaded state, or bytes for the whole file;
 }
 
 
+def resume_capped(out):
+    """`archcalc train synthetic --resume OUT` with this process's address space capped at
+    16 GB, so a checkpoint that makes it allocate wildly fails the test, not the machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (min(16 << 30, hard) if hard > 0 else 16 << 30, hard))
+    try:
+        return cli("train", "synthetic", "--resume", out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 @pytest.mark.parametrize("case", list(TAMPERED))
 def test_a_tampered_checkpoint_is_refused_in_one_line(tmp_path, stopped_run, case):
     change, message = TAMPERED[case]
@@ -287,12 +298,7 @@ def test_a_tampered_checkpoint_is_refused_in_one_line(tmp_path, stopped_run, cas
         state = change(state) if case in ("not a dict", "a foreign object") else \
             (change(state), state)[1]
         torch.save(state, out / "checkpoint.pt")
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (min(16 << 30, hard) if hard > 0 else 16 << 30, hard))
-    try:
-        result = cli("train", "synthetic", "--resume", out)
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    result = resume_capped(out)
     assert result.exit_code == 2, (case, result.output, result.exception)
     line = one_line(result)
     assert line.startswith(f"{out / 'checkpoint.pt'}: "), line
@@ -414,12 +420,7 @@ def test_mutated_checkpoints_resume_or_are_refused_in_one_line(tmp_path_factory,
         else:
             parent[where[-1]] = data.draw(ODD_VALUES, label="value")
         torch.save(state, path)
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (min(16 << 30, hard) if hard > 0 else 16 << 30, hard))
-    try:
-        result = cli("train", "synthetic", "--resume", out)
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    result = resume_capped(out)
     assert result.exit_code in (0, 2), (result.output, result.exception)
     assert "Traceback" not in result.output
     if result.exit_code == 2:

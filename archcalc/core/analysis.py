@@ -187,9 +187,8 @@ def audit_skipped(graph: Graph) -> Optional[str]:
         reasons.append(f"the paper's figures are for input {fmt_shape(spec.input)}, not "
                        f"{fmt_shape(graph.input_shape)}")
     if not is_default_network(spec, graph.variant):
-        firsts = sorted({next(iter(b.variants)) for b in spec.blocks.values() if b.variants})
         reasons.append(f"the paper's figures are for the default variant "
-                       f"({', '.join(firsts)}), not '{graph.variant}'")
+                       f"({', '.join(sorted(spec.first_variants))}), not '{graph.variant}'")
     return "; ".join(reasons) or None
 
 

@@ -220,8 +220,8 @@ def _layers(row: graph.Row) -> list:
 
 def _default_variant(spec: Spec) -> Optional[str]:
     """The variant the spec builds by default, when every block's first variant is the same."""
-    firsts = {next(iter(block.variants)) for block in spec.blocks.values() if block.variants}
-    return firsts.pop() if len(firsts) == 1 else None
+    firsts = spec.first_variants
+    return firsts[0] if len(firsts) == 1 else None
 
 
 def _labels(spec_a: Spec, spec_b: Spec) -> Tuple[str, str]:

@@ -114,6 +114,16 @@ class Spec:
     paper_units: Dict[str, int] = field(default_factory=lambda: {"params": 1024, "ops": 1000})
 
     @property
+    def first_variants(self) -> List[str]:
+        """The variant each block with variants builds by default (its first), once each."""
+        names: List[str] = []
+        for block in self.blocks.values():
+            first = next(iter(block.variants), None)
+            if first is not None and first not in names:
+                names.append(first)
+        return names
+
+    @property
     def variants(self) -> List[str]:
         names: List[str] = []
         for block in self.blocks.values():

@@ -58,7 +58,7 @@ def _check(state: Any, run) -> None:
     _history(state["history"], epoch)
 
 
-def _equal(value: Any, wanted: Any) -> bool:
+def equal(value: Any, wanted: Any) -> bool:
     """``value == wanted`` for an untrusted value: of the same type first, and False where
     comparing fails (a tensor's == is elementwise and has no truth value)."""
     if type(value) is not type(wanted):
@@ -137,7 +137,7 @@ def _optimizer(saved: Any, optimizer: torch.optim.Optimizer, done: int) -> None:
                 continue
             if name in SCHEDULED:
                 _like(group[name], value, f"'optimizer' {name}")
-            elif not _equal(group[name], value):
+            elif not equal(group[name], value):
                 raise Invalid(f"'optimizer' {name} is {group[name]!r}, this run's is {value!r}")
     by_id = dict(zip(ids, params))
     state = _dict(saved.get("state"), "'optimizer' state")
@@ -158,7 +158,7 @@ def _optimizer(saved: Any, optimizer: torch.optim.Optimizer, done: int) -> None:
                     else value
                 if isinstance(count, float) and count.is_integer():
                     count = int(count)
-                if not _equal(count, done):
+                if not equal(count, done):
                     raise Invalid(f"'optimizer' took {count!r} steps, the position says {done}")
             elif not (value is None and slot == "momentum_buffer"):
                 _tensor(value, f"'optimizer' {slot} of parameter {key}", by_id[key].dtype,
@@ -184,12 +184,12 @@ def _scheduler(saved: Any, scheduler, done: int) -> None:
     saved, wanted = _dict(saved, "'scheduler'"), scheduler.state_dict()
     if set(saved) != set(wanted):
         raise Invalid("'scheduler' is not this run's learning-rate schedule")
-    if not _equal(saved.get("last_epoch"), done):
+    if not equal(saved.get("last_epoch"), done):
         raise Invalid(f"'scheduler' took {saved.get('last_epoch')} steps, the position says {done}")
     for key, value in wanted.items():
         if key in SCHEDULER_POSITION:
             _like(saved[key], value, f"'scheduler' {key}")
-        elif not _equal(saved[key], value):
+        elif not equal(saved[key], value):
             raise Invalid(f"'scheduler' {key} is {saved[key]!r}, this run's is {value!r}")
 
 
@@ -243,5 +243,5 @@ def _history(history: Any, epoch: int) -> None:
                 type(record.get(k)) not in (int, float) or not math.isfinite(record[k])
                 for k in names - {"steps", "images"}):
             raise Invalid(f"'history' record {n} is not an epoch's record")
-        if not _equal(record["epoch"], n):
+        if not equal(record["epoch"], n):
             raise Invalid(f"'history' record {n} says epoch {record['epoch']}")

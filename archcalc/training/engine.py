@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from archcalc.errors import ArchcalcError
 from archcalc.files import write_atomic
 from archcalc.pytorch.devices import resolve_device, torch_threads
-from archcalc.training.checkpoints import check_state
+from archcalc.training.checkpoints import check_state, equal
 from archcalc.training.datasets import BatchTransform, Dataset, channel_stats
 from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig  # noqa: F401 (re-exported)
 
@@ -449,24 +449,18 @@ def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     except Exception as exc:  # torch.load fails in many ways on a damaged file; all mean the same
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ArchcalcError(f"{path}: cannot read the checkpoint: {first}") from None
-    if not isinstance(state, dict) or not _same(state.get("format"), CHECKPOINT_FORMAT):
+    if not isinstance(state, dict) or not equal(state.get("format"), CHECKPOINT_FORMAT):
         raise ArchcalcError(f"{path}: not an archcalc training checkpoint")
     if not isinstance(state.get("config"), dict):
         raise ArchcalcError(f"{path}: cannot resume from this checkpoint: 'config' is missing "
                             f"or not a dictionary")
     ignored = {"device", "compile", "threads"}
     saved, wanted = state["config"], config.to_dict()
-    changed = sorted(k for k in wanted if k not in ignored and not _same(saved.get(k), wanted[k]))
+    changed = sorted(k for k in wanted if k not in ignored and not equal(saved.get(k), wanted[k]))
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} → {wanted[k]!r}" for k in changed)
         raise ArchcalcError(f"{path}: cannot resume with a different configuration ({details})")
     return state
-
-
-def _same(value: Any, wanted: Any) -> bool:
-    """``value == wanted`` for a checkpoint's plain values, where a tampered value may be a
-    tensor (whose == is elementwise and has no truth value): of the same type, then equal."""
-    return type(value) is type(wanted) and value == wanted
 
 
 def _write_torch(path: Path, obj: Any) -> None:

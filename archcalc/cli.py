@@ -7,7 +7,7 @@ import contextlib
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Dict, Iterator, List, Optional
 
 import typer
 
@@ -39,6 +39,9 @@ VariantOpt = Annotated[Optional[str], typer.Option(
     "--variant", help="Use this variant of every block that has one (e.g. naive).")]
 InputOpt = Annotated[Optional[str], typer.Option(
     "--input", help="Input size C×H×W, e.g. 3x448x448, instead of the spec's.")]
+SetOpt = Annotated[Optional[List[str]], typer.Option(
+    "--set", metavar="NAME=VALUE",
+    help="Change one of the spec's settings (e.g. width=0.75); repeat for several.")]
 HeadsOpt = Annotated[bool, typer.Option(
     "--heads", help="Include training-only heads (auxiliary classifiers).")]
 FormatOpt = Annotated[Optional[Format], typer.Option(
@@ -222,20 +225,33 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def settings_given(pairs: Optional[List[str]]) -> Dict[str, str]:
+    """``--set NAME=VALUE`` options as a mapping (the spec checks names and values)."""
+    out: Dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ArchcalcError(f"--set takes NAME=VALUE (e.g. width=0.75), got {pair!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
-                tolerance: float):
+                tolerance: float, settings: Optional[List[str]] = None):
     from archcalc.core import analysis
     from archcalc.core import graph
     from archcalc.files import resolve_spec
     from archcalc.core.spec import load
-    return analysis.analyze(graph.build(load(resolve_spec(spec)), variant, input_shape(input),
-                                        heads=heads), heads=heads, tolerance_pct=tolerance)
+    built = graph.build(load(resolve_spec(spec)), variant, input_shape(input), heads=heads,
+                        settings=settings_given(settings))
+    return analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
 
 
 @app.command()
 def table(
     spec: SpecArg,
     variant: VariantOpt = None,
+    set: SetOpt = None,
     input: InputOpt = None,
     detail: Annotated[bool, typer.Option(
         "--detail", help="One line per primitive layer (every branch of every block).")] = False,
@@ -265,7 +281,7 @@ def table(
         if plot is not None:
             from archcalc.views import plot as plotting
             plotting.check_path(plot, force)
-        result = load_report(spec, variant, input, heads, tolerance)
+        result = load_report(spec, variant, input, heads, tolerance, set)
         if plot is not None:
             write_plot(plotting.report_figure(result), plot, force)
         if format is Format.json:
@@ -302,6 +318,7 @@ def compare(
         "--spec", help="The spec whose variants A and B are (default: the bundled googlenet).")
     ] = None,
     variant: VariantOpt = None,
+    set: SetOpt = None,
     input: InputOpt = None,
     format: FormatOpt = None,
     output: FigureOutputOpt = None,
@@ -335,7 +352,7 @@ def compare(
         if plot is not None:
             from archcalc.views import plot as plotting
             plotting.check_path(plot, force)
-        result = comparing.run(a, b, spec, variant, input_shape(input))
+        result = comparing.run(a, b, spec, variant, input_shape(input), settings_given(set))
         if plot is not None:
             write_plot(plotting.comparison_figure(result), plot, force)
         if format is Format.json:
@@ -357,6 +374,7 @@ def write_plot(figure, path: Path, force: bool = False) -> None:
 def verify(
     spec: SpecArg,
     variant: VariantOpt = None,
+    set: SetOpt = None,
     input: InputOpt = None,
     heads: HeadsOpt = False,
     device: Annotated[str, typer.Option(
@@ -386,7 +404,7 @@ def verify(
         from archcalc.pytorch import verify as checks     # imports torch and fvcore
         from archcalc.views import verify as view
         result = checks.verify(spec, variant, input, heads=heads, device=device,
-                               batch=batch_size, threads=threads)
+                               batch=batch_size, threads=threads, settings=settings_given(set))
         if format is Format.json:
             from archcalc.views.table import to_json
             emit(to_json(result.to_dict()), output, force)
@@ -442,6 +460,7 @@ def train(
         "--spec", help="The network (default: cifar-cnn for CIFAR-10, fashion-cnn for "
         "Fashion-MNIST).")] = None,
     variant: VariantOpt = None,
+    set: SetOpt = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="One bounded pass that ends with a verdict; heavier specs get fewer "
         "steps.")] = False,
@@ -508,13 +527,14 @@ def train(
         from archcalc.training import runs
         if resume is not None:
             given = [k for k, v in chosen.items() if v is not None]
-            if given or spec or variant or quick or out:
+            if given or spec or variant or set or quick or out:
                 raise ArchcalcError(f"--resume continues a run with its own settings; drop "
                                     f"{', '.join('--' + k.replace('_', '-') for k in given) or 'the other options'}")
             job = runs.resume_job(resume, dataset.value, device, compile, data_dir, threads)
         else:
             job = runs.new_job(dataset.value, spec, variant, quick, chosen, device, compile,
-                               data_dir, download, out, threads, _download_lines())
+                               data_dir, download, out, threads, _download_lines(),
+                               settings_given(set))
         _train_on_screen(job, log_every)
 
 

@@ -222,7 +222,7 @@ def test_is_spec(arg, is_spec):
 
 @pytest.mark.parametrize("args, message", [
     (("naiv", "reduced"), "unknown variant 'naiv'; this spec has: reduced, naive"),
-    (("naive", "reduced", "cifar-cnn"), "this spec has no block with variants"),
+    (("naive", "reduced", "cifar-cnn"), "this spec has no variants"),
     (("naive", "naive"), "'naive' twice"),
     (("googlenet", "naive"), "'googlenet' is a spec but 'naive' is neither"),
     (("googlenet", "nin", "googlenet"), "--spec is for naming the spec"),
@@ -338,7 +338,7 @@ def test_cli_spec_option(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["nave", "reduced"], "unknown variant 'nave'; this spec has: reduced, naive"),
     (["naive", "reduced", "--spec", "nin"], "nin.yaml: unknown variant 'naive'; this spec has "
-                                            "no block with variants"),
+                                            "no variants"),
     (["googlenet", "missing.yaml"], "missing.yaml: no such file"),
     (["naive", "reduced", "--input", "3x7x7"], "does not fit"),
 ])

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Dict, List, Optional, Tuple
 
-from archcalc.core.graph import Graph, Group, Layer, Row, build
+from archcalc.core.graph import Graph, Group, Layer, Ref, Row, build
 from archcalc.core.ops import Counts, Shape, fmt_shape
 from archcalc.core.spec import PaperFigure, Spec
 from archcalc.errors import ArchcalcError, Position, SpecError
@@ -122,10 +122,19 @@ class Report:
     # why the paper's figures were not audited (they describe another network), or None
     audit_skipped: Optional[str] = None
     grown: List[GrownLayer] = field(default_factory=list)
+    paper: Dict[str, PaperCell] = field(default_factory=dict)  # the whole network's figures
+    paper_params: str = "weights"   # what the audited parameter figures count
+    settings: Dict[str, object] = field(default_factory=dict)  # the spec's settings, as built
 
     @property
     def flagged(self) -> List[Tuple[str, str]]:
-        return [(r.name, q) for r in self.rows for q, c in r.paper.items() if c.flag]
+        rows = [(r.name, q) for r in self.rows for q, c in r.paper.items() if c.flag]
+        return rows + [(NETWORK, q) for q, c in self.paper.items() if c.flag]
+
+    @property
+    def audited(self) -> int:
+        """How many published figures were compared: the rows' and the whole network's."""
+        return sum(len(r.paper) for r in self.rows) + len(self.paper)
 
     def to_dict(self) -> dict:
         """The JSON contract: name, input, variant, rows, layers, totals (and the audit's terms)."""
@@ -138,16 +147,29 @@ class Report:
         return {
             "name": self.name, "source": self.source, "spec": self.spec_path,
             "input": list(self.input), "variant": self.variant,
+            "settings": {k: _plain(v) for k, v in self.settings.items()},
             "audit": {"params_unit_k": self.paper_units["params"],
                       "ops_unit_k": self.paper_units["ops"],
-                      "convention": "weights only; ops = conv and linear multiply-adds",
-                      "tolerance_pct": self.tolerance_pct},
+                      "convention": f"params: {PARAMS_CONVENTION[self.paper_params]}; "
+                                    "ops = conv and linear multiply-adds",
+                      "tolerance_pct": self.tolerance_pct,
+                      "network": {q: c.to_dict() for q, c in self.paper.items()}},
             "rows": [_lists(r) for r in rows],
             "layers": [l.to_dict() for l in self.layers],
             "totals": asdict(self.totals),
             "audit_skipped": self.audit_skipped,
             "grown_with_input": [_lists(asdict(g)) for g in self.grown],
         }
+
+
+NETWORK = "the network"      # how the audit names the whole network's figures
+PARAMS_CONVENTION = {"weights": "weights only, no biases", "params": "all trainable, biases "
+                     "included"}
+
+
+def _plain(value):
+    """A setting's value for JSON: a fraction as a float."""
+    return value if isinstance(value, (int, str)) else float(value)
 
 
 def _lists(record: dict) -> dict:
@@ -160,9 +182,12 @@ def analyze(graph: Graph, heads: bool = False,
     if not 0 <= tolerance_pct < math.inf:
         raise ArchcalcError(f"the audit's tolerance must be a finite percentage, not negative, "
                             f"got {tolerance_pct!r}", Position("--tolerance"))
-    units = graph.spec.paper_units
+    spec = graph.spec
+    units = spec.paper_units
     skipped = audit_skipped(graph)
-    rows = [row_stats(r, units, tolerance_pct, audited=skipped is None) for r in graph.rows]
+    rows_audited = skipped is None and is_default_network(spec, graph.variant)
+    rows = [row_stats(r, units, tolerance_pct, rows_audited, spec.paper_params)
+            for r in graph.rows]
     if heads:
         rows += [row_stats(r, units, tolerance_pct) for r in graph.heads]
     layers = [layer_stats(l) for l in graph.layers(heads)]
@@ -171,29 +196,67 @@ def analyze(graph: Graph, heads: bool = False,
     totals = Totals(total.params, total.weights, total.non_trainable, total.macs,
                     total.other_ops, sum(r.depth for r in main),
                     sum(r.depth_with_pool for r in main))
-    spec = graph.spec
+    paper = {}
+    if skipped is None:
+        whole = {"params": total.params if spec.paper_params == "params" else total.weights,
+                 "ops": total.macs}
+        paper = {q: audit(fig, q, whole[q], units[q], tolerance_pct)
+                 for q, fig in network_figures(graph).items()}
     return Report(spec.name, spec.source, spec.path, graph.input_shape, graph.variant, rows,
-                  layers, totals, units, tolerance_pct, skipped, grown_layers(graph))
+                  layers, totals, units, tolerance_pct, skipped, grown_layers(graph), paper,
+                  spec.paper_params, dict(graph.settings))
+
+
+def network_figures(graph: Graph) -> Dict[str, PaperFigure]:
+    """The whole network's published figures that describe ``graph``'s network: the spec's
+    ``paper:`` for its default network, and a network variant's own (``resnet50``)."""
+    spec = graph.spec
+    figures = dict(spec.paper) if is_default_network(spec, graph.variant) else {}
+    chosen = network_variant(spec, graph.variant)
+    if chosen is not None and all(b.expr(graph.variant) is b.expr(None)
+                                  for b in spec.blocks.values()):
+        figures.update(spec.network_variants[chosen].paper)
+    return figures
+
+
+def network_variant(spec: Spec, variant: Optional[str]) -> Optional[str]:
+    """The network variant ``variant`` builds: itself, else the spec's first (if any)."""
+    if variant in spec.network_variants:
+        return variant
+    return next(iter(spec.network_variants), None)
 
 
 def audit_skipped(graph: Graph) -> Optional[str]:
     """Why the spec's ``paper:`` figures do not describe ``graph``, or None when they do (or
-    there are none): they are for the spec's own input and its blocks' first variants."""
+    there are none): they are for the spec's own input and settings, the rows' and the
+    spec's for its default network, a network variant's for that variant."""
     spec = graph.spec
-    if not any(r.paper for r in spec.rows):
+    has_figures = any(r.paper for r in spec.rows) or spec.paper or any(
+        v.paper for v in spec.network_variants.values())
+    if not has_figures:
         return None
     reasons = []
     if tuple(graph.input_shape) != tuple(spec.input):
         reasons.append(f"the paper's figures are for input {fmt_shape(spec.input)}, not "
                        f"{fmt_shape(graph.input_shape)}")
-    if not is_default_network(spec, graph.variant):
+    if graph.overrides:
+        changed = ", ".join(f"{k}={_plain(v):g}" if not isinstance(v, str) else f"{k}={v}"
+                            for k, v in graph.overrides.items())
+        reasons.append(f"the paper's figures are for the spec's own settings, not {changed}")
+    if not reasons and not network_figures(graph) and not is_default_network(
+            spec, graph.variant):
         reasons.append(f"the paper's figures are for the default variant "
                        f"({', '.join(sorted(spec.first_variants))}), not '{graph.variant}'")
     return "; ".join(reasons) or None
 
 
 def is_default_network(spec: Spec, variant: Optional[str]) -> bool:
-    """Whether ``variant`` builds what no variant does: every block in its first variant."""
+    """Whether ``variant`` builds the spec's default network: the first network variant (if
+    the spec has them) and every block in its first variant."""
+    if variant is None:
+        return True
+    if variant in spec.network_variants and variant != next(iter(spec.network_variants)):
+        return False
     return all(b.expr(variant) is b.expr(None) for b in spec.blocks.values())
 
 
@@ -221,11 +284,12 @@ def layer_stats(layer: Layer) -> LayerStats:
 
 
 def row_stats(row: Row, units: Dict[str, int], tolerance_pct: float,
-              audited: bool = True) -> RowStats:
+              audited: bool = True, paper_params: str = "weights") -> RowStats:
     layers = list(row.group.layers())
     c = sum((l.counts() for l in layers), Counts())
     ops = [l for l in layers if not l.is_join]
-    paper = {q: audit(fig, q, c.weights if q == "params" else c.macs, units[q], tolerance_pct)
+    counted = {"params": c.params if paper_params == "params" else c.weights, "ops": c.macs}
+    paper = {q: audit(fig, q, counted[q], units[q], tolerance_pct)
              for q, fig in row.paper.items() if audited}
     return RowStats(
         name=row.name, type=row_type(row, ops), patch=_row_patch(row, ops),
@@ -268,6 +332,8 @@ def depth(node, kinds: Tuple[str, ...]) -> int:
     """Layers of the given depth kinds on the longest path through ``node``."""
     if isinstance(node, Layer):
         return 1 if node.op.depth in kinds else 0
+    if isinstance(node, Ref):
+        return 0
     if node.join is None:       # a sequence: its children one after another
         return sum(depth(c, kinds) for c in node.children)
     return max(depth(c, kinds) for c in node.children) + depth(node.join, kinds)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from archcalc.core import graph
-from archcalc.errors import ArchcalcError, Position
+from archcalc.errors import ArchcalcError, Position, SpecError
 from archcalc.files import BUNDLED, is_file, resolve_spec
 from archcalc.core.ops import Counts, Shape
 from archcalc.core.spec import Spec, load
@@ -96,19 +96,36 @@ class Network:
     variant: Optional[str]
     input: Shape
     rows: Dict[str, Cost]       # in the spec's order
+    settings: Dict[str, str] = dataclasses.field(default_factory=dict)   # as given
 
     def total(self, q: str) -> int:
         return sum(getattr(c, q) for c in self.rows.values())
 
     def describe(self) -> dict:
         return {"label": self.label, "spec": self.spec.path, "name": self.spec.name,
-                "variant": self.variant, "input": list(self.input)}
+                "variant": self.variant, "settings": dict(self.settings),
+                "input": list(self.input)}
 
 
 def network(spec: Spec, variant: Optional[str], input_shape: Optional[Shape],
-            label: str) -> Network:
-    g = graph.build(spec, variant, input_shape)
-    return Network(label, spec, variant, g.input_shape, {r.name: Cost.of(r) for r in g.rows})
+            label: str, settings: Optional[Dict[str, str]] = None) -> Network:
+    g = graph.build(spec, variant, input_shape, settings=settings)
+    return Network(label, spec, variant, g.input_shape, {r.name: Cost.of(r) for r in g.rows},
+                   dict(settings or {}))
+
+
+def side(text: str, common: Dict[str, str]) -> Tuple[Optional[str], Dict[str, str]]:
+    """One side of ``compare A B``: a variant's name, or settings ``NAME=VALUE[,NAME=VALUE]``
+    (``width=0.5``), each on top of the ``--set`` settings both sides share."""
+    if "=" not in text:
+        return text, dict(common)
+    settings = dict(common)
+    for pair in text.split(","):
+        name, _, value = pair.partition("=")
+        if not name.strip() or not value.strip():
+            raise ArchcalcError(f"'{text}': settings are NAME=VALUE, separated by commas")
+        settings[name.strip()] = value.strip()
+    return None, settings
 
 
 @dataclass
@@ -153,15 +170,18 @@ class Comparison:
 # --- comparing -----------------------------------------------------------------------------
 
 def run(a: str, b: str, spec: Optional[str] = None, variant: Optional[str] = None,
-        input_shape: Optional[Shape] = None) -> Comparison:
+        input_shape: Optional[Shape] = None,
+        settings: Optional[Dict[str, str]] = None) -> Comparison:
     """What ``archcalc compare A B`` compares: two specs when both arguments are specs
-    (see :func:`is_spec`), else two variants of ``spec`` (the bundled GoogLeNet by default)."""
+    (see :func:`is_spec`), else two variants (or two settings) of ``spec`` (the bundled
+    GoogLeNet by default). ``settings`` (``--set``) apply to both sides."""
+    settings = dict(settings or {})
     if is_spec(a) and is_spec(b):
         if spec is not None:
             raise ArchcalcError(f"'{a}' and '{b}' are specs; --spec is for naming the spec "
                                 "whose variants to compare")
         return compare_specs(load(resolve_spec(a)), load(resolve_spec(b)), variant,
-                             input_shape)
+                             input_shape, settings)
     if is_spec(a) or is_spec(b):
         found, other = (a, b) if is_spec(a) else (b, a)
         raise ArchcalcError(f"'{found}' is a spec but '{other}' is neither a file nor a bundled "
@@ -170,20 +190,24 @@ def run(a: str, b: str, spec: Optional[str] = None, variant: Optional[str] = Non
     if variant is not None:
         raise ArchcalcError("--variant is for comparing two specs; to compare variants, name "
                             "both as the arguments")
-    return compare_variants(load(resolve_spec(spec or DEFAULT_SPEC)), a, b, input_shape)
+    return compare_variants(load(resolve_spec(spec or DEFAULT_SPEC)), a, b, input_shape,
+                            settings)
 
 
-def compare_variants(spec: Spec, a: str, b: str,
-                     input_shape: Optional[Shape] = None) -> Comparison:
-    """Variants ``a`` and ``b`` of ``spec``: per module on the same input, and stacked."""
-    net_a = network(spec, a, input_shape, a)        # raises on an unknown variant
-    net_b = network(spec, b, input_shape, b)
+def compare_variants(spec: Spec, a: str, b: str, input_shape: Optional[Shape] = None,
+                     settings: Optional[Dict[str, str]] = None) -> Comparison:
+    """Variants (or settings) ``a`` and ``b`` of ``spec``: per module on the same input, and
+    stacked."""
+    common = dict(settings or {})
+    side_a, side_b = side(a, common), side(b, common)
+    net_a = network(spec, *side_a[:1], input_shape, a, side_a[1])   # raises on unknown ones
+    net_b = network(spec, *side_b[:1], input_shape, b, side_b[1])
     if a == b:
         raise ArchcalcError(f"'{a}' twice: name two different variants "
                             f"({', '.join(spec.variants)})", Position(spec.path))
     fed_by = _default_variant(spec)
-    feed = graph.build(spec, fed_by, input_shape)
-    modules = [pair for pair in (_same_input(spec, row, fed.group.in_shape, a, b)
+    feed = graph.build(spec, fed_by, input_shape, settings=common)
+    modules = [pair for pair in (_same_input(spec, row, fed.group.in_shape, side_a, side_b)
                                  for row, fed in zip(spec.rows, feed.rows)) if pair]
     if not modules:
         raise ArchcalcError(f"variants '{a}' and '{b}' build the same layers in every row: "
@@ -192,11 +216,12 @@ def compare_variants(spec: Spec, a: str, b: str,
 
 
 def compare_specs(spec_a: Spec, spec_b: Spec, variant: Optional[str] = None,
-                  input_shape: Optional[Shape] = None) -> Comparison:
+                  input_shape: Optional[Shape] = None,
+                  settings: Optional[Dict[str, str]] = None) -> Comparison:
     """Two specs, rows matched by name; a row only one of them has is paired with None."""
     label_a, label_b = _labels(spec_a, spec_b)
-    net_a = network(spec_a, variant, input_shape, label_a)
-    net_b = network(spec_b, variant, input_shape, label_b)
+    net_a = network(spec_a, variant, input_shape, label_a, settings)
+    net_b = network(spec_b, variant, input_shape, label_b, settings)
     if not set(net_a.rows) & set(net_b.rows):
         raise ArchcalcError(f"{spec_a.path} and {spec_b.path} have no row name in common: "
                             "nothing to match row by row")
@@ -205,10 +230,15 @@ def compare_specs(spec_a: Spec, spec_b: Spec, variant: Optional[str] = None,
     return Comparison("specs", net_a, net_b, modules)
 
 
-def _same_input(spec: Spec, row, shape: Shape, a: str, b: str) -> Optional[Pair]:
-    """``row`` built alone in both variants on ``shape``; None when the two are the same."""
+def _same_input(spec: Spec, row, shape: Shape, a, b) -> Optional[Pair]:
+    """``row`` built alone on ``shape`` in both sides (variant, settings); None when the two
+    are the same. A row that takes an earlier row's output (``from:``) cannot stand alone:
+    it is compared only in the whole networks."""
     alone = dataclasses.replace(spec, rows=[row], heads=[], input=shape)
-    row_a, row_b = (graph.build(alone, v).rows[0] for v in (a, b))
+    try:
+        row_a, row_b = (graph.build(alone, v, settings=s).rows[0] for v, s in (a, b))
+    except SpecError:
+        return None
     if _layers(row_a) == _layers(row_b):
         return None
     return Pair(row.name, Cost.of(row_a), Cost.of(row_b))

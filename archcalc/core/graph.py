@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from archcalc.core import limits
+from archcalc.core import expr as expressions
+from archcalc.core import limits, yamlpos
 from archcalc.errors import Position, SpecError, did_you_mean
 from archcalc.core.ops import OPS, ArgError, Counts, Op, Shape, ShapeError
-from archcalc.core.spec import Block, Branches, Call, Expr, Head, OpCall, PaperFigure, Seq, Spec, call_args
+from archcalc.core.ops.base import positive_int
+from archcalc.core.spec import (IDENTIFIER, Block, Branches, Call, Expr, From, Head, OpCall,
+                                PaperFigure, Seq, Spec, Stage, call_args, check_stage,
+                                setting_value)
+
+INPUT = ":input"        # the network's input, as a producer (no layer can have this name)
 
 
 @dataclass
@@ -27,6 +34,8 @@ class Layer:
     out_shape: Shape
     pos: Position
     row: str
+    # the layers whose outputs this one takes, one per input (INPUT: the network's input)
+    inputs: Tuple[str, ...] = ()
     _counts: Optional[Counts] = field(default=None, repr=False, compare=False)
 
     @property
@@ -66,13 +75,23 @@ class Group:
         for child in self.children:
             if isinstance(child, Layer):
                 yield child
-            else:
+            elif isinstance(child, Group):
                 yield from child.layers()
         if self.join is not None:
             yield self.join
 
 
-Node = Union[Layer, Group]
+@dataclass
+class Ref:
+    """``from:`` in a sequence: what follows takes the output of the earlier node ``target``
+    (a layer's or a container's dotted name, or INPUT) instead of the one before."""
+
+    target: str
+    out_shape: Shape
+    pos: Position
+
+
+Node = Union[Layer, Group, Ref]
 
 
 @dataclass
@@ -100,6 +119,10 @@ class Graph:
     rows: List[Row]
     heads: List[Row]                # empty unless built with heads=True
     with_heads: bool = False        # whether heads were built (and shape-checked)
+    settings: Dict[str, Any] = field(default_factory=dict)     # every setting's value
+    overrides: Dict[str, Any] = field(default_factory=dict)    # those set by the caller
+    # nodes (layers, containers, INPUT) whose output a later ``from:`` takes
+    referenced: frozenset = frozenset()
 
     def layers(self, heads: bool = False) -> List[Layer]:
         if heads and not self.with_heads and self.spec.heads:
@@ -109,33 +132,67 @@ class Graph:
 
 
 def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape] = None,
-          heads: bool = False) -> Graph:
-    """The layer graph of ``spec`` in ``variant`` (each block's first variant when None).
+          heads: bool = False, settings: Optional[Dict[str, Any]] = None) -> Graph:
+    """The layer graph of ``spec`` in ``variant`` (the default network when None).
 
-    Heads are training-only outputs: they are expanded and shape-checked only with ``heads``,
-    so that a head which does not fit an input (a 5×5 pool on a 4×4 map) does not stop the
-    main network's table. Their ``after:`` names and their own names are checked always."""
+    ``settings`` overrides the spec's settings by name (``{"width": "0.75"}``, as ``--set``
+    gives them: text is read as a number where it is one). Heads are training-only outputs:
+    they are expanded and shape-checked only with ``heads``, so that a head which does not fit
+    an input (a 5×5 pool on a 4×4 map) does not stop the main network's table. Their ``after:``
+    names and their own names are checked always."""
     if variant is not None and variant not in spec.variants:
         have = f"this spec has: {', '.join(spec.variants)}" if spec.variants else \
-            "this spec has no block with variants"
+            "this spec has no variants"
         raise SpecError(f"unknown variant '{variant}'; {have}", Position(spec.path))
+    values, overrides = effective_settings(spec, variant, settings or {})
     try:
-        return _build(spec, variant, input_shape, heads)
+        return _build(spec, variant, input_shape, heads, values, overrides)
     except RecursionError:  # ARCHCALC_MAX_DEPTH raised beyond what Python's stack holds
         raise SpecError("the network nests too deeply for Python's stack",
                         Position(spec.path)) from None
 
 
-def _build(spec: Spec, variant: Optional[str], input_shape: Optional[Shape],
-           heads: bool) -> Graph:
-    builder = _Builder(spec, variant)
+def effective_settings(spec: Spec, variant: Optional[str], given: Dict[str, Any]):
+    """Every setting's (value, position): the spec's defaults, then the network variant's (the
+    first when ``variant`` names none), then ``given``; and the values ``given`` changed."""
+    values = dict(spec.settings)
+    network = spec.network_variants.get(variant) if variant else None
+    if network is None and spec.network_variants:
+        network = next(iter(spec.network_variants.values()))
+    if network is not None:
+        values.update(network.settings)
+    changed = {}
+    where = Position("--set")
+    for name, raw in given.items():
+        if name not in spec.settings:
+            have = did_you_mean(name, spec.settings) or (
+                f"; this spec has: {', '.join(spec.settings)}" if spec.settings else
+                "; this spec has no settings")
+            raise SpecError(f"no setting '{name}'{have}", where)
+        value = setting_value(_number(raw), where, f"setting '{name}'")
+        if value != values[name][0]:
+            changed[name] = value
+        values[name] = (value, where)
+    return values, changed
+
+
+def _number(raw: Any) -> Any:
+    """``--set`` text as a number where it reads as one ("0.75", "10"), else the text."""
+    if isinstance(raw, str) and expressions.is_expression(raw):
+        return expressions.evaluate(raw, {}, Position("--set"))
+    return raw
+
+
+def _build(spec: Spec, variant, input_shape, heads: bool, settings, overrides) -> Graph:
+    builder = _Builder(spec, variant, settings)
     shape = tuple(input_shape or spec.input)
+    builder.current = builder.current_node = INPUT
     rows, outputs = [], {}
     for row in spec.rows:
         builder.row_pos = row.pos
-        group = builder.group(_named(row.body), row.name, row.name, {}, shape, row.name,
-                              "the input")
-        block, args = builder.call_info(row.body)
+        group = builder.group(_named(row.body), row.name, row.name, builder.globals, shape,
+                              row.name, "the input")
+        block, args = builder.call_info(row.body, shape)
         rows.append(Row(row.name, group, row.pos, row.paper, block, args))
         outputs[row.name] = group.out_shape
         shape = group.out_shape
@@ -151,16 +208,21 @@ def _build(spec: Spec, variant: Optional[str], input_shape: Optional[Shape],
         if not heads:
             continue
         builder.previous, builder.row_pos = head.after, head.pos
-        group = builder.group(_named(head.body), head.name, head.name, {},
+        builder.current_node = head.after
+        builder.current = builder.done[head.after][1]
+        group = builder.group(_named(head.body), head.name, head.name, builder.globals,
                               outputs[head.after], head.name, head.after)
-        block, args = builder.call_info(head.body)
+        block, args = builder.call_info(head.body, outputs[head.after])
         built.append(Row(head.name, group, head.pos, {}, block, args, head))
-    return Graph(spec, variant, tuple(input_shape or spec.input), rows, built, heads)
+    return Graph(spec, variant, tuple(input_shape or spec.input), rows, built, heads,
+                 {k: v for k, (v, _) in settings.items()}, overrides,
+                 frozenset(builder.referenced))
 
 
 class _Builder:
-    def __init__(self, spec: Spec, variant: Optional[str]):
+    def __init__(self, spec: Spec, variant: Optional[str], settings):
         self.spec, self.variant = spec, variant
+        self.globals = dict(settings)   # every expression's names, block arguments aside
         self.previous = "the input"     # the layer before, for messages
         self.calling: List[str] = []    # blocks being expanded, to catch recursion
         # how far expansion may go: blocks calling blocks multiply layers and nest groups
@@ -169,6 +231,16 @@ class _Builder:
         self.layer_count = 0
         self.depth = 0
         self.row_pos = Position(spec.path)  # the row being built, where a limit is reported
+        # the real edges: the producer (a layer, or INPUT) of the current tensor, the node
+        # (a layer or a container) whose output it is, and every finished node by its path
+        self.current = INPUT
+        self.current_node = INPUT
+        self.done: Dict[str, Tuple[Shape, str]] = {INPUT: ((), INPUT)}
+        # containers being built: (path, in shape, input node, input producer, is a scope)
+        self.open: List[Tuple[str, Shape, str, str, bool]] = []
+        self.referenced: set = set()
+        self.stages: Dict[int, Tuple[str, int]] = {}    # each stage's block and repeat count
+        self.later_rows = {row.name for row in spec.rows}
 
     # -- containers ------------------------------------------------------------------------
     def group(self, expr: Expr, name: str, path: str, env, shape: Shape, row: str,
@@ -177,19 +249,33 @@ class _Builder:
             raise SpecError(f"layer '{row}': blocks, sequences and branches nest more than "
                             f"{self.max_depth:,} levels deep "
                             f"{limits.how_to_raise('ARCHCALC_MAX_DEPTH')}", expr.pos)
+        # a row and a block call are where ``from: input`` looks: their input is the input
+        scope = self.depth == 0 or isinstance(expr, Call)
         self.depth += 1
+        self.open.append((path, shape, self.current_node, self.current, scope))
         try:
-            return self._group(expr, name, path, env, shape, row, before)
+            group = self._group(expr, name, path, env, shape, row, before)
         finally:
             self.depth -= 1
+            self.open.pop()
+        self.finish(path, group.out_shape)
+        return group
+
+    def finish(self, path: str, shape: Shape) -> None:
+        """``path`` is built: a later ``from:`` may take its output (the current tensor)."""
+        self.done[path] = (shape, self.current)
+        self.current_node = path
+        self.later_rows.discard(path)
 
     def _group(self, expr: Expr, name, path, env, shape, row, before) -> Group:
         if isinstance(expr, Call):
-            block, env = self.enter(expr, env)
+            block, env = self.enter(expr, env, shape)
             try:
                 return self.group(block.expr(self.variant), name, path, env, shape, row, before)
             finally:
                 self.calling.pop()
+        if isinstance(expr, Stage):
+            return self.group(self.stage(expr, env, shape), name, path, env, shape, row, before)
         if isinstance(expr, Branches):
             return self.branches(expr, name, path, env, shape, row)
         items = expr.items if isinstance(expr, Seq) else [expr]
@@ -200,6 +286,11 @@ class _Builder:
         children: List[Node] = []
         taken = set()
         for item, local in zip(items, _local_names(items)):
+            if isinstance(item, From):
+                ref = self.ref(item, path, env)
+                children.append(ref)
+                shape = ref.out_shape
+                continue
             if isinstance(item, OpCall):
                 layer = self.layer(item, f"{path}.{local}", env, shape, row)
                 new = [layer]
@@ -222,33 +313,104 @@ class _Builder:
 
     def branches(self, expr: Branches, name, path, env, shape, row) -> Group:
         names = [n or f"b{i + 1}" for i, (n, _) in enumerate(expr.branches)]
-        start = self.previous
-        groups = []
+        start, node, producer = self.previous, self.current_node, self.current
+        groups, ends = [], []
         for local, (_, sub) in zip(names, expr.branches):
-            self.previous = start
+            self.previous, self.current_node, self.current = start, node, producer
             groups.append(self.group(sub, local, f"{path}.{local}", env, shape, row, start))
+            ends.append(self.current)
         join = OPS[expr.op]()
         shapes = tuple(g.out_shape for g in groups)
         try:
             out = join.output_shape(shapes)
         except ShapeError as exc:
             raise SpecError(f"layer '{path}': {exc}", expr.pos) from None
-        layer = self.counted(Layer(path, join, shapes, out, expr.pos, row))
+        layer = self.counted(Layer(path, join, shapes, out, expr.pos, row, tuple(ends)))
+        self.current = path
         return Group(name, path, groups, shape, out, layer)
+
+    def ref(self, item: From, path: str, env) -> Ref:
+        """The node a ``from:`` names: the nearest enclosing scope's ``NAME`` first (inside
+        ``layer1.0``, ``conv1`` is ``layer1.0.conv1``), then the dotted name from the top;
+        ``input`` is the input of the block call (or row) the ``from:`` is written in."""
+        target, pos = _resolve(item.ref, item.pos, env, None)
+        if not isinstance(target, str):
+            raise SpecError(f"layer '{path}': 'from' takes a layer's name, got {target!r}", pos)
+        if target == "input":
+            _, shape, found, self.current, _ = next(o for o in reversed(self.open) if o[4])
+        else:
+            scopes = [path.rsplit(".", i)[0] for i in range(path.count(".") + 1)]
+            tried = [f"{scope}.{target}" for scope in scopes] + [target]
+            found = next((t for t in tried if t in self.done), None)
+            if found is None:
+                self.no_such_layer(target, tried, path, item.pos)
+            shape, self.current = self.done[found]
+        self.referenced.add(found)
+        self.current_node = found
+        self.previous = found
+        return Ref(found, shape, item.pos)
+
+    def no_such_layer(self, target: str, tried: List[str], path: str, pos: Position):
+        building = {entry[0] for entry in self.open}
+        cycle = next((t for t in tried if t in building), None)
+        if cycle:
+            raise SpecError(f"layer '{path}': 'from: {target}' names '{cycle}', which this layer "
+                            "is part of: a layer cannot take its own output (a cycle)", pos)
+        if target in self.later_rows:
+            raise SpecError(f"layer '{path}': 'from: {target}' names a later layer; a layer "
+                            "can only take the output of one before it", pos)
+        known = [p for p in self.done if p != INPUT]
+        raise SpecError(f"layer '{path}': 'from: {target}' names no earlier layer"
+                        f"{did_you_mean(target, known)}", pos)
+
+    def stage(self, stage: Stage, env, shape) -> Seq:
+        """The stage as the sequence of its repeats: block calls named 0, 1, 2, ..."""
+        block = self.spec.blocks.get(stage.block)
+        if block is None:   # a setting (or block argument) that names the block
+            value, _ = env.get(stage.block, (None, None))
+            block = self.spec.blocks.get(value) if isinstance(value, str) else None
+            if block is None:
+                raise SpecError(f"stage: '{stage.block}' is {value!r}, not a block's name"
+                                f"{did_you_mean(str(value), self.spec.blocks)}", stage.block_pos)
+            check_stage(stage, block)
+        raw, pos = _resolve(stage.repeat, stage.repeat_pos, env, shape)
+        try:
+            count = positive_int(raw)
+        except ArgError as exc:
+            raise SpecError(f"stage: 'repeat' (how many times the block repeats) {exc}",
+                            pos) from None
+        if count > self.max_layers:
+            raise SpecError(f"stage: {count:,} repeats are more than the limit of "
+                            f"{self.max_layers:,} layers "
+                            f"{limits.how_to_raise('ARCHCALC_MAX_LAYERS')}", pos)
+        self.stages[id(stage)] = (block.name, count)
+        calls = []
+        for i in range(count):
+            parts = [stage.args] + ([stage.first] if i == 0 else []) + \
+                ([stage.last] if i == count - 1 else [])
+            calls.append(Call(block.name, _merged(parts), str(i), stage.pos))
+        return Seq(calls, None, stage.pos)
 
     # -- leaves ----------------------------------------------------------------------------
     def layer(self, call: OpCall, path, env, shape, row) -> Layer:
-        op = self.make_op(call, env, path)
+        op = self.make_op(call, env, path, shape)
         try:
             out = op.output_shape(shape)
         except ShapeError as exc:
             raise SpecError(f"layer '{path}': {exc} (after '{self.previous}')", call.pos) from None
-        return self.counted(Layer(path, op, (shape,), out, call.pos, row))
+        layer = self.counted(Layer(path, op, (shape,), out, call.pos, row, (self.current,)))
+        self.current = path
+        self.finish(path, out)
+        return layer
 
     def activation(self, act: str, path: str, after: Layer, row: str) -> Layer:
         op = OPS[act]()
-        return self.counted(Layer(path, op, (after.out_shape,), op.output_shape(after.out_shape),
-                                  after.pos, row))
+        layer = self.counted(Layer(path, op, (after.out_shape,),
+                                   op.output_shape(after.out_shape), after.pos, row,
+                                   (after.name,)))
+        self.current = path
+        self.finish(path, layer.out_shape)
+        return layer
 
     def counted(self, layer: Layer) -> Layer:
         """``layer``, once it is known to stay within the limit on layers."""
@@ -259,7 +421,7 @@ class _Builder:
                             f"{limits.how_to_raise('ARCHCALC_MAX_LAYERS')}", self.row_pos)
         return layer
 
-    def make_op(self, call: OpCall, env, path) -> Op:
+    def make_op(self, call: OpCall, env, path, shape) -> Op:
         cls = OPS[call.op]
         given = dict(self.spec.defaults.get(call.op, {}))
         given.update({k: (v, call.arg_pos[k]) for k, v in call.args.items()})
@@ -270,8 +432,7 @@ class _Builder:
                     raise SpecError(f"layer '{path}': {call.op} needs '{key}'", call.pos)
                 values[key] = arg.check(arg.default) if arg.default is not None else None
                 continue
-            raw, pos = given[key]
-            raw, pos = _substitute(raw, pos, env)
+            raw, pos = _resolve(*given[key], env, shape)
             try:
                 values[key] = arg.check(raw)
             except ArgError as exc:
@@ -283,38 +444,95 @@ class _Builder:
             raise SpecError(f"layer '{path}': {call.op} {exc}", call.pos) from None
 
     # -- blocks ----------------------------------------------------------------------------
-    def enter(self, call: Call, env) -> Tuple[Block, Dict[str, Tuple[Any, Position]]]:
+    def enter(self, call: Call, env, shape) -> Tuple[Block, Dict[str, Tuple[Any, Position]]]:
+        """The block a call expands, and its names: the settings, then its arguments, each
+        worked out where the call is (an expression sees the caller's names and input)."""
         block = self.spec.blocks[call.block]
         if block.name in self.calling:
             raise SpecError(f"block '{block.name}' calls itself", call.pos)
         self.calling.append(block.name)
-        args = [_substitute(v, p, env) for v, p in call_args(call, block)]
-        return block, dict(zip(block.params, args))
+        args = [_resolve(v, p, env, shape) for v, p in call_args(call, block)]
+        return block, {**self.globals, **dict(zip(block.params, args))}
 
-    def call_info(self, expr: Expr):
-        """The block a row calls and its arguments by name, for tables that show them."""
-        if not isinstance(expr, Call):
+    def call_info(self, expr: Expr, shape: Shape):
+        """The block a row calls (``bottleneck ×3`` for a stage) and its arguments by name as
+        they were worked out (a stage's: those every repeat shares), for tables that show them."""
+        if isinstance(expr, Stage):
+            name, count = self.stages[id(expr)]
+            given = [(key, (expr.args[key], expr.args.value_pos[key])) for key in expr.args]
+            label = f"{name} ×{count}"
+        elif isinstance(expr, Call):
+            block = self.spec.blocks[expr.block]
+            given, label = list(zip(block.params, call_args(expr, block))), block.name
+        else:
             return None, {}
-        block = self.spec.blocks[expr.block]
-        return block.name, {p: v for p, (v, _) in zip(block.params, call_args(expr, block))}
+            shape = None    # an argument that names the input differs from repeat to repeat
+        return label, {key: _shown(raw, pos, self.globals, shape) for key, (raw, pos) in given}
 
 
 def _named(body: Expr) -> Expr:
-    """A row's body as its container's content. A block call or join that is the whole row is
-    the row itself (``3a.b1x1.conv``); given a ``name``, it is named inside the row, as a named
-    op is (``3a.x.b1x1.conv``)."""
-    if isinstance(body, (Call, Branches)) and body.name is not None:
+    """A row's body as its container's content. A block call, stage or join that is the whole
+    row is the row itself (``3a.b1x1.conv``, ``layer1.0.conv1``); given a ``name``, it is named
+    inside the row, as a named op is (``3a.x.b1x1.conv``)."""
+    if isinstance(body, (Call, Branches, Stage)) and body.name is not None:
         return Seq([body], None, body.pos)
     return body
 
 
-def _substitute(raw, pos, env):
-    """A block argument's value where the body names it; anything else unchanged."""
-    if isinstance(raw, str) and raw in env:
-        return env[raw]
-    if isinstance(raw, list) and any(isinstance(v, str) and v in env for v in raw):
-        return [env[v][0] if isinstance(v, str) and v in env else v for v in raw], pos
+def _resolve(raw, pos, env, shape: Optional[Shape]):
+    """An argument's (value, position) where it is used: a name that the block's arguments,
+    the settings or the input (``cin``, ``hin``, ``win``) give, an expression worked out
+    exactly, or the value as written ('same', 3). A list is worked out item by item."""
+    if isinstance(raw, str):
+        if raw in env:
+            return env[raw]
+        names = _names(env, shape)
+        if raw in names:
+            return names[raw], pos
+        if expressions.is_expression(raw):
+            return expressions.evaluate(raw, names, pos), pos
+        return raw, pos
+    if isinstance(raw, list):
+        return [_resolve(v, pos, env, shape)[0] for v in raw], pos
     return raw, pos
+
+
+def _shown(raw, pos, env, shape) -> Any:
+    """An argument's value for a table: worked out, or as written where it cannot be."""
+    try:
+        return _plain(_resolve(raw, pos, env, shape)[0])
+    except SpecError:
+        return raw
+
+
+def _plain(value: Any) -> Any:
+    """A worked-out value as tables and JSON take it: a fraction as a float (3/4 as 0.75)."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return float(value) if isinstance(value, Fraction) else value
+
+
+def _names(env, shape: Optional[Shape]) -> Dict[str, Any]:
+    """What an expression may name: the input's size where it is known, settings, arguments."""
+    names: Dict[str, Any] = {}
+    if shape:
+        names["cin"] = shape[0]
+        if len(shape) == 3:
+            names["hin"], names["win"] = shape[1], shape[2]
+    names.update({k: v for k, (v, _) in env.items()})
+    return names
+
+
+def _merged(parts) -> "yamlpos.PosDict":
+    """Argument mappings merged, later ones winning, with their positions."""
+    out = yamlpos.PosDict()
+    out.pos, out.key_pos, out.value_pos = parts[0].pos, {}, {}
+    for part in parts:
+        for key in part:
+            out[key] = part[key]
+            out.key_pos[key] = part.key_pos[key]
+            out.value_pos[key] = part.value_pos[key]
+    return out
 
 
 def _default_name(expr: Expr) -> str:
@@ -322,6 +540,10 @@ def _default_name(expr: Expr) -> str:
         return expr.op
     if isinstance(expr, Call):
         return expr.block
+    if isinstance(expr, Stage):
+        return "stage"
+    if isinstance(expr, From):
+        return "from"
     return expr.op if isinstance(expr, Branches) else "seq"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -20,8 +21,12 @@ from archcalc.core.ops import OPS
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 PAPER_FIGURE = re.compile(r"^([0-9]{1,30}(?:\.[0-9]{1,30})?)([KMG]?)$")
 ASCII_INT = re.compile(r"^[0-9]{1,30}$")
-STRUCTURAL = ("seq",)       # the one key that is not an op: ops with several inputs are ops
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+STRUCTURAL = ("seq", "stage", "from")   # keys that are not ops: ops with several inputs are ops
 PAPER_QUANTITIES = ("params", "ops")
+PAPER_PARAMS = ("weights", "params")    # what a paper's parameter figures count
+# names every expression has: the channels, height and width of the input at that point
+INPUT_NAMES = ("cin", "hin", "win")
 
 
 @dataclass
@@ -56,7 +61,33 @@ class Call:
     pos: Position
 
 
-Expr = Union[OpCall, Seq, Branches, Call]
+@dataclass
+class Stage:
+    """A block stamped ``repeat`` times, the repeats named ``0, 1, 2, ...``; ``first`` and
+    ``last`` override arguments of the first and last repeat (the one that strides)."""
+
+    block: str                      # a block's name, or a setting whose value names one
+    block_pos: Position
+    repeat: Any                     # raw: a count, a setting, an expression
+    repeat_pos: Position
+    args: "yamlpos.PosDict"         # arguments of every repeat, by name
+    first: "yamlpos.PosDict"
+    last: "yamlpos.PosDict"
+    name: Optional[str]
+    pos: Position
+
+
+@dataclass
+class From:
+    """``from: NAME``: what follows takes the output of the earlier layer NAME (dotted, or
+    relative to the enclosing rows, blocks and branches; ``input``: the container's input)."""
+
+    ref: Any                        # raw: a name, or a block argument holding one
+    name: Optional[str]
+    pos: Position
+
+
+Expr = Union[OpCall, Seq, Branches, Call, Stage, From]
 
 
 @dataclass
@@ -66,6 +97,7 @@ class Block:
     variants: Dict[str, Expr]       # named variants, the first being the default; or empty
     body: Optional[Expr]            # the one body of a block without variants
     pos: Position
+    defaults: Dict[str, Tuple[Any, Position]] = field(default_factory=dict)
 
     def expr(self, variant: Optional[str]) -> Expr:
         """The body in ``variant`` when the block has it, else its default."""
@@ -80,6 +112,16 @@ class PaperFigure:
     value: float                    # 2.7
     unit: str                       # "K", "M", "G" or ""
     decimals: int                   # digits printed after the point
+    pos: Position
+
+
+@dataclass
+class NetworkVariant:
+    """A named setting of the whole network (``resnet50``): its settings and paper figures."""
+
+    name: str
+    settings: Dict[str, Tuple[Any, Position]]
+    paper: Dict[str, PaperFigure]
     pos: Position
 
 
@@ -112,11 +154,16 @@ class Spec:
     rows: List[Row]
     heads: List[Head]
     paper_units: Dict[str, int] = field(default_factory=lambda: {"params": 1024, "ops": 1000})
+    settings: Dict[str, Tuple[Any, Position]] = field(default_factory=dict)
+    network_variants: Dict[str, NetworkVariant] = field(default_factory=dict)
+    paper: Dict[str, PaperFigure] = field(default_factory=dict)     # the whole network's
+    paper_params: str = "weights"   # a paper's parameter figures: weights only, or with biases
 
     @property
     def first_variants(self) -> List[str]:
-        """The variant each block with variants builds by default (its first), once each."""
-        names: List[str] = []
+        """The variants the spec builds by default, once each: its first network variant, and
+        the first variant of each block with variants."""
+        names: List[str] = list(self.network_variants)[:1]
         for block in self.blocks.values():
             first = next(iter(block.variants), None)
             if first is not None and first not in names:
@@ -125,7 +172,7 @@ class Spec:
 
     @property
     def variants(self) -> List[str]:
-        names: List[str] = []
+        names: List[str] = list(self.network_variants)
         for block in self.blocks.values():
             names += [v for v in block.variants if v not in names]
         return names
@@ -155,8 +202,9 @@ def parse(text: str, path: str = "<spec>") -> Spec:
 def _parse(doc, path: str) -> Spec:
     if not isinstance(doc, yamlpos.PosDict):
         raise SpecError("a spec is a mapping with 'input' and 'layers'", _pos_of(doc, path))
-    _check_keys(doc, ("name", "source", "description", "input", "defaults", "blocks", "layers",
-                      "heads", "paper_units"), "the spec")
+    _check_keys(doc, ("name", "source", "description", "input", "settings", "variants",
+                      "defaults", "blocks", "layers", "heads", "paper", "paper_units",
+                      "paper_params"), "the spec")
     for key in ("input", "layers"):
         if key not in doc:
             raise SpecError(f"the spec has no '{key}'", doc.pos)
@@ -176,8 +224,29 @@ def _parse(doc, path: str) -> Spec:
     )
     if "paper_units" in doc:
         spec.paper_units = reader.paper_units(doc["paper_units"], doc.value_pos["paper_units"])
+    if "paper_params" in doc:
+        spec.paper_params = reader.paper_params(doc["paper_params"], doc.value_pos["paper_params"])
+    if "paper" in doc:
+        spec.paper = reader.paper(doc["paper"], doc.value_pos["paper"], "the spec")
+    spec.settings = reader.settings(doc.get("settings"), doc.value_pos.get("settings", doc.pos))
+    spec.network_variants = reader.network_variants(
+        doc.get("variants"), doc.value_pos.get("variants", doc.pos), spec)
     reader.check_calls(spec)
     return spec
+
+
+def setting_value(value: Any, pos: Position, what: str):
+    """A setting's value: a number (kept exact, 0.75 as the fraction 3/4) or a name (text that
+    an argument or a stage's ``block`` takes, like ``relu`` or ``bottleneck``)."""
+    from archcalc.core.expr import exact
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Fraction)):
+        raise SpecError(f"{what} must be a number or a name, got {value!r}", pos)
+    if isinstance(value, str):
+        if not IDENTIFIER.match(value):
+            raise SpecError(f"{what} must be a number or a name (letters, digits, '_'), "
+                            f"got {value!r}", pos)
+        return value
+    return exact(value)
 
 
 def parse_input(value: Any, pos: Position) -> Tuple[int, ...]:
@@ -229,6 +298,7 @@ class _Reader:
         self.path = path
         self.known_blocks: Dict[str, Block] = {}
         self.called: List[Call] = []
+        self.stages: List[Stage] = []
 
     # -- sections --------------------------------------------------------------------------
     def blocks(self, value, pos) -> Dict[str, Block]:
@@ -248,24 +318,90 @@ class _Reader:
         where = f"block '{name}'"
         body = self._mapping(value, pos, where)
         _check_keys(body, ("args", "body", "variants", "description"), where)
-        params = body.get("args", [])
-        if not isinstance(params, list):
-            raise SpecError(f"{where}: 'args' must be a list of names", body.value_pos["args"])
-        params = [_name(p, params.item_pos[i], "argument") for i, p in enumerate(params)]
-        if len(set(params)) != len(params):
-            raise SpecError(f"{where}: an argument name is repeated", body.value_pos["args"])
+        params, defaults = self.block_args(body.get("args", []),
+                                           body.value_pos.get("args", body.pos), where)
         if ("body" in body) == ("variants" in body):
             raise SpecError(f"{where}: give either 'body' or 'variants'", body.pos)
         if "body" in body:
             return Block(name, params, {}, self.expr(body["body"], body.value_pos["body"], where),
-                         pos)
+                         pos, defaults)
         table = self._mapping(body["variants"], body.value_pos["variants"], where)
         if not table:
             raise SpecError(f"{where}: 'variants' is empty", table.pos)
         variants = {_name(k, table.key_pos[k], "variant"):
                     self.expr(table[k], table.value_pos[k], f"{where}, variant '{k}'")
                     for k in table}
-        return Block(name, params, variants, None, pos)
+        return Block(name, params, variants, None, pos, defaults)
+
+    def block_args(self, value, pos, where):
+        """``args: [width, out, {stride: 1}]``: names, and defaults after the required ones."""
+        if value == []:
+            return [], {}
+        if not isinstance(value, yamlpos.PosList):
+            raise SpecError(f"{where}: 'args' must be a list of names (a default as "
+                            "{name: value})", pos)
+        params, defaults = [], {}
+        for i, item in enumerate(value):
+            item_pos = value.item_pos[i]
+            if isinstance(item, yamlpos.PosDict) and len(item) == 1:
+                key = next(iter(item))
+                param = _name(key, item.key_pos[key], "argument")
+                defaults[param] = (item[key], item.value_pos[key])
+            else:
+                param = _name(item, item_pos, "argument")
+                if defaults:
+                    raise SpecError(f"{where}: argument '{param}' has no default but follows "
+                                    "one that has; list the required arguments first", item_pos)
+            if param in INPUT_NAMES:
+                raise SpecError(f"{where}: '{param}' is the input's size in expressions; "
+                                "name the argument otherwise", item_pos)
+            if param in params:
+                raise SpecError(f"{where}: argument '{param}' is listed twice", item_pos)
+            params.append(param)
+        return params, defaults
+
+    def settings(self, value, pos) -> Dict[str, Tuple[Any, Position]]:
+        if value is None:
+            return {}
+        mapping = self._mapping(value, pos, "'settings'")
+        out = {}
+        for key in mapping:
+            if not IDENTIFIER.match(str(key)) or key in INPUT_NAMES:
+                raise SpecError(f"setting {key!r} must be a name of letters, digits and '_' "
+                                f"(not starting with a digit), other than {', '.join(INPUT_NAMES)}",
+                                mapping.key_pos[key])
+            out[key] = (setting_value(mapping[key], mapping.value_pos[key], f"setting '{key}'"),
+                        mapping.value_pos[key])
+        return out
+
+    def network_variants(self, value, pos, spec) -> Dict[str, NetworkVariant]:
+        """``variants: {resnet18: {settings: {...}, paper: {...}}, ...}``: the first is the
+        default network; each sets some of the spec's settings."""
+        if value is None:
+            return {}
+        table = self._mapping(value, pos, "'variants'")
+        if not table:
+            raise SpecError("'variants' is empty", pos)
+        out = {}
+        for key in table:
+            name = _name(key, table.key_pos[key], "variant")
+            where = f"variant '{name}'"
+            body = self._mapping(table[key], table.value_pos[key], where)
+            _check_keys(body, ("settings", "paper", "description"), where)
+            given = self.settings(body.get("settings"), body.value_pos.get("settings", body.pos))
+            for setting, (_, setting_pos) in given.items():
+                if setting not in spec.settings:
+                    raise SpecError(f"{where}: no setting '{setting}' in the spec's 'settings'"
+                                    f"{did_you_mean(setting, spec.settings)}", setting_pos)
+            paper = self.paper(body["paper"], body.value_pos["paper"], where) \
+                if "paper" in body else {}
+            out[name] = NetworkVariant(name, given, paper, table.key_pos[key])
+        for block in spec.blocks.values():
+            for variant in block.variants:
+                if variant in out:
+                    raise SpecError(f"variant '{variant}' names both a network variant and a "
+                                    f"variant of block '{block.name}'", out[variant].pos)
+        return out
 
     def defaults(self, value, pos):
         if value is None:
@@ -335,6 +471,13 @@ class _Reader:
             out[key] = PaperFigure(printed, float(number), unit, decimals, mapping.value_pos[key])
         return out
 
+    def paper_params(self, value, pos) -> str:
+        if value not in PAPER_PARAMS:
+            raise SpecError(f"'paper_params' must be weights (biases left out, as GoogLeNet's "
+                            f"Table 1 counts) or params (all trainable parameters), got {value!r}",
+                            pos)
+        return value
+
     def paper_units(self, value, pos) -> Dict[str, int]:
         mapping = self._mapping(value, pos, "'paper_units'")
         _check_keys(mapping, PAPER_QUANTITIES, "'paper_units'")
@@ -349,6 +492,13 @@ class _Reader:
             block = spec.blocks[call.block]
             _name_from_args(call, block)
             call_args(call, block)
+        for stage in self.stages:
+            if stage.block in spec.blocks:
+                check_stage(stage, spec.blocks[stage.block])
+            elif stage.block not in spec.settings:
+                raise SpecError(f"stage: no block or setting named '{stage.block}'"
+                                f"{did_you_mean(stage.block, list(spec.blocks) + list(spec.settings))}",
+                                stage.block_pos)
 
     # -- expressions -----------------------------------------------------------------------
     def expr(self, value, pos, where, name=None) -> Expr:
@@ -372,6 +522,13 @@ class _Reader:
         return self._call(key, value[key], value.key_pos[key], value.value_pos[key], where, name)
 
     def _call(self, key, args, pos, args_pos, where, name) -> Expr:
+        if key == "from":
+            if isinstance(args, bool) or not isinstance(args, (str, int)):
+                raise SpecError(f"{where}: 'from' takes the name of an earlier layer, got "
+                                f"{args!r}", args_pos)
+            return From(str(args), name, pos)
+        if key == "stage":
+            return self._stage(args, pos, args_pos, where, name)
         if key == "seq":
             if not isinstance(args, yamlpos.PosList) or not args:
                 raise SpecError(f"{where}: 'seq' takes a non-empty list", args_pos)
@@ -419,6 +576,29 @@ class _Reader:
         self.called.append(call)
         return call
 
+    def _stage(self, value, pos, args_pos, where, name) -> Stage:
+        where = f"{where}: stage"
+        body = self._mapping(value, args_pos, where)
+        _check_keys(body, ("block", "repeat", "args", "first", "last"), where)
+        for required in ("block", "repeat"):
+            if required not in body:
+                raise SpecError(f"{where} has no '{required}'", body.pos)
+        block = body["block"]
+        if not isinstance(block, str):
+            raise SpecError(f"{where}: 'block' takes a block's name, got {block!r}",
+                            body.value_pos["block"])
+        if block not in self.known_blocks and not IDENTIFIER.match(block):
+            raise SpecError(f"{where}: no block named '{block}'"
+                            f"{did_you_mean(block, self.known_blocks)}", body.value_pos["block"])
+        parts = {}
+        for key in ("args", "first", "last"):
+            parts[key] = self._mapping(body[key], body.value_pos[key], f"{where} '{key}'") \
+                if key in body else _empty(body.pos)
+        stage = Stage(block, body.value_pos["block"], body["repeat"], body.value_pos["repeat"],
+                      parts["args"], parts["first"], parts["last"], name, pos)
+        self.stages.append(stage)
+        return stage
+
     @staticmethod
     def _mapping(value, pos, where) -> "yamlpos.PosDict":
         if not isinstance(value, yamlpos.PosDict):
@@ -426,27 +606,44 @@ class _Reader:
         return value
 
 
+def check_stage(stage: Stage, block: Block) -> None:
+    """A stage's argument names, and that every repeat gives each required argument."""
+    for part in (stage.args, stage.first, stage.last):
+        _check_keys(part, block.params, f"stage of block '{block.name}'")
+    for ends in (stage.first, stage.last):
+        missing = [p for p in block.params if p not in block.defaults
+                   and p not in stage.args and p not in ends]
+        if missing:
+            raise SpecError(f"stage of block '{block.name}' is missing argument "
+                            f"{', '.join(repr(m) for m in missing)} (give it in 'args')",
+                            stage.pos)
+
+
 def call_args(call: Call, block: Block) -> List[Tuple[Any, Position]]:
-    """The call's arguments in the block's parameter order, checked for names and count."""
+    """The call's arguments in the block's parameter order, checked for names and count;
+    an argument not given takes the block's default."""
     if isinstance(call.args, yamlpos.PosDict):
         mapping = call.args
         _check_keys(mapping, block.params, f"block '{block.name}'")
-        missing = [p for p in block.params if p not in mapping]
+        missing = [p for p in block.params if p not in mapping and p not in block.defaults]
         if missing:
             raise SpecError(f"block '{block.name}' is missing argument "
                             f"{', '.join(repr(m) for m in missing)}", call.pos)
-        return [(mapping[p], mapping.value_pos[p]) for p in block.params]
+        return [(mapping[p], mapping.value_pos[p]) if p in mapping else block.defaults[p]
+                for p in block.params]
     for value, pos in call.args:
         if isinstance(value, yamlpos.PosDict) and "name" in value:
             raise SpecError(f"block '{block.name}': a call's name cannot be one of its listed "
                             f"arguments; write it beside the call ({{name: {value['name']}, "
                             f"{block.name}: [...]}}) or pass the arguments by name with the name "
                             f"among them ({{{block.name}: {{name: {value['name']}, ...}}}})", pos)
-    if len(call.args) != len(block.params):
+    required = len(block.params) - len(block.defaults)
+    if not required <= len(call.args) <= len(block.params):
         plural = "s" if len(block.params) != 1 else ""
-        raise SpecError(f"block '{block.name}' takes {len(block.params)} argument{plural} "
+        count = f"{required} to {len(block.params)}" if block.defaults else str(required)
+        raise SpecError(f"block '{block.name}' takes {count} argument{plural} "
                         f"({', '.join(block.params)}), got {len(call.args)}", call.pos)
-    return call.args
+    return list(call.args) + [block.defaults[p] for p in block.params[len(call.args):]]
 
 
 def _name_from_args(call: Call, block: Block) -> None:
@@ -460,6 +657,12 @@ def _name_from_args(call: Call, block: Block) -> None:
                         "its arguments", args.key_pos["name"])
     call.name = _name(args["name"], args.value_pos["name"], "name")
     call.args = _without(args, "name")
+
+
+def _empty(pos: Position) -> "yamlpos.PosDict":
+    out = yamlpos.PosDict()
+    out.pos, out.key_pos, out.value_pos = pos, {}, {}
+    return out
 
 
 def _without(mapping: "yamlpos.PosDict", key: str) -> "yamlpos.PosDict":

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from archcalc.errors import ArchcalcError, Position
-from archcalc.core.graph import Graph, Group, Layer, build
+from archcalc.core.graph import INPUT, Graph, Group, Layer, Ref, build
 from archcalc.core.spec import Spec, load, parse_input
 
 
@@ -52,34 +52,68 @@ class _Container(nn.Module):
             super().__setattr__(name, value)
 
 
-class Sequence(_Container):
-    """Children applied one after another (a spec's list or ``seq``)."""
+class Tape:
+    """The outputs a later ``from:`` takes, by node name, for one forward pass.
 
-    def __init__(self, children: Iterable[Tuple[str, nn.Module]]):
+    Shared by every container of one network (held, not registered, so it is no module and no
+    state): a container puts in the outputs of its children that the graph's ``referenced``
+    names, and a sequence's ``from:`` step takes one out. The network empties it after each
+    pass, so no tensor outlives the forward pass that made it."""
+
+    def __init__(self):
+        self.outputs: Dict[str, torch.Tensor] = {}
+
+
+class _Node(_Container):
+    """A container that keeps the outputs of the children ``keep`` names (local name → the
+    node's dotted name) on the network's tape."""
+
+    def __init__(self, tape: Tape, keep: Dict[str, str]):
         super().__init__()
-        for name, child in children:
-            _attach(self, name, child)
+        self.__dict__["tape"] = tape
+        self.__dict__["keep"] = dict(keep)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for child in self._modules.values():
-            x = child(x)
+    def _run(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        x = self._modules[name](x)
+        if name in self.keep:
+            self.tape.outputs[self.keep[name]] = x
         return x
 
 
-class Branches(_Container):
+class Sequence(_Node):
+    """Children applied one after another (a spec's list or ``seq``); a ``from:`` step
+    (a name, not a module) continues from an earlier node's output on the tape."""
+
+    def __init__(self, steps: Iterable[Tuple[str, Optional[nn.Module]]], tape: Tape,
+                 keep: Dict[str, str]):
+        super().__init__(tape, keep)
+        self.__dict__["steps"] = []     # (child name, True) or (an earlier node's name, False)
+        for name, child in steps:
+            if child is not None:
+                _attach(self, name, child)
+            self.steps.append((name, child is not None))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name, is_child in self.steps:
+            x = self._run(name, x) if is_child else self.tape.outputs[name]
+        return x
+
+
+class Branches(_Node):
     """Parallel branches on one input, joined (concat, add) by the join op's module.
 
     The join module is held, not registered: it is stateless (ops.base.Join), and as a child
     it would be a module name the graph does not have; this container is the join's layer."""
 
-    def __init__(self, branches: Iterable[Tuple[str, nn.Module]], join: nn.Module):
-        super().__init__()
+    def __init__(self, branches: Iterable[Tuple[str, nn.Module]], join: nn.Module, tape: Tape,
+                 keep: Dict[str, str]):
+        super().__init__(tape, keep)
         self.__dict__["join"] = join
         for name, child in branches:
             _attach(self, name, child)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.join(*[branch(x) for branch in self._modules.values()])
+        return self.join(*[self._run(name, x) for name in list(self._modules)])
 
 
 class Network(_Container):
@@ -90,8 +124,11 @@ class Network(_Container):
     """
 
     def __init__(self, rows: List[Tuple[str, nn.Module]], heads: List[Tuple[str, str, nn.Module]],
-                 loss_weights: Dict[str, float], input_shape: Tuple[int, ...]):
+                 loss_weights: Dict[str, float], input_shape: Tuple[int, ...],
+                 tape: Optional[Tape] = None, keep: Iterable[str] = ()):
         super().__init__()
+        self.__dict__["tape"] = tape or Tape()
+        self.__dict__["keep"] = frozenset(keep)     # rows (and INPUT) a later from: takes
         self.row_names = [name for name, _ in rows]
         self.head_after = {name: after for name, after, _ in heads}
         self.loss_weights = dict(loss_weights)
@@ -107,14 +144,23 @@ class Network(_Container):
             self.training if self.head_outputs is None else self.head_outputs)
         taps = set(self.head_after.values()) if run_heads else set()
         seen = {}
-        for name in self.row_names:
-            x = self._modules[name](x)
-            if name in taps:
-                seen[name] = x
-        if not run_heads:
-            return x
-        return x, {head: self._modules[head](seen[after])
-                   for head, after in self.head_after.items()}
+        outputs = self.tape.outputs
+        outputs.clear()
+        if INPUT in self.keep:
+            outputs[INPUT] = x
+        try:
+            for name in self.row_names:
+                x = self._modules[name](x)
+                if name in self.keep:
+                    outputs[name] = x
+                if name in taps:
+                    seen[name] = x
+            if not run_heads:
+                return x
+            return x, {head: self._modules[head](seen[after])
+                       for head, after in self.head_after.items()}
+        finally:
+            outputs.clear()
 
 
 # --- from a graph -------------------------------------------------------------------------
@@ -131,28 +177,38 @@ def build_module(graph: Graph, heads: bool = False, logits: bool = False) -> Net
         ends = [graph.rows[-1].group] + [r.group for r in graph.heads]
         drop = {layer.name for layer in map(_last_layer, ends)
                 if layer is not None and getattr(layer.op, "output_transform", False)}
-    modules = {r.name: _group(r.group, drop) for r in rows}
+    tape = Tape()
+    modules = {r.name: _group(r.group, drop, tape, graph.referenced) for r in rows}
     main = [(r.name, modules[r.name]) for r in graph.rows]
     attached = [(r.name, r.head.after, modules[r.name]) for r in graph.heads if heads]
     weights = {r.name: r.head.loss_weight for r in graph.heads if heads}
-    return Network(main, attached, weights, graph.input_shape)
+    keep = {INPUT} & graph.referenced | {r.name for r in graph.rows} & graph.referenced
+    return Network(main, attached, weights, graph.input_shape, tape, keep)
 
 
-def _group(group: Group, drop: Set[str]) -> nn.Module:
-    children = []
+def _group(group: Group, drop: Set[str], tape: Tape, referenced) -> nn.Module:
+    steps: List[Tuple[str, Optional[nn.Module]]] = []
+    keep: Dict[str, str] = {}
     for child in group.children:
+        if isinstance(child, Ref):
+            steps.append((child.target, None))
+            continue
         if isinstance(child, Layer):
-            if child.name not in drop:
-                children.append((child.name.rsplit(".", 1)[-1], _layer(child)))
+            if child.name in drop:
+                continue
+            local, path, module = child.name.rsplit(".", 1)[-1], child.name, _layer(child)
         else:
-            children.append((child.name, _group(child, drop)))
+            local, path, module = child.name, child.path, _group(child, drop, tape, referenced)
+        steps.append((local, module))
+        if path in referenced:
+            keep[local] = path
     if group.join is None:
-        return Sequence(children)
+        return Sequence(steps, tape, keep)
     join = _layer(group.join)
     if any(True for _ in join.parameters()) or any(True for _ in join.buffers()):
         raise TorchBuildError(f"layer '{group.path}': the module of op '{group.join.kind}' has "
                               "state; a join's module must have none", group.join.pos)
-    return Branches(children, join)
+    return Branches(steps, join, tape, keep)
 
 
 def _layer(layer: Layer) -> nn.Module:
@@ -172,6 +228,8 @@ def _last_layer(group: Group) -> Optional[Layer]:
     if group.join is not None or not group.children:
         return None
     last = group.children[-1]
+    if isinstance(last, Ref):
+        return None
     return last if isinstance(last, Layer) else _last_layer(last)
 
 
@@ -182,12 +240,12 @@ SpecLike = Union[str, Path, Spec, Graph]
 
 def load_graph(spec: SpecLike, variant: Optional[str] = None,
                input: Union[str, Tuple[int, ...], List[int], None] = None,
-               heads: bool = False) -> Graph:
+               heads: bool = False, settings: Optional[Dict[str, str]] = None) -> Graph:
     """The layer graph of a spec file, a bundled spec's name (``googlenet``), or a loaded Spec;
     its heads are built (and shape-checked) only with ``heads``. A Graph is returned as it is
     (``variant`` and ``input`` must then be None)."""
     if isinstance(spec, Graph):
-        if variant is not None or input is not None:
+        if variant is not None or input is not None or settings:
             raise ArchcalcError("variant and input are fixed once a graph is built; pass the "
                                 "spec instead")
         return spec
@@ -197,12 +255,12 @@ def load_graph(spec: SpecLike, variant: Optional[str] = None,
     shape = None
     if input is not None:
         shape = parse_input(input if isinstance(input, str) else list(input), Position("input"))
-    return build(spec, variant, shape, heads=heads)
+    return build(spec, variant, shape, heads=heads, settings=settings)
 
 
 def build_model(spec: SpecLike, variant: Optional[str] = None,
                 input: Union[str, Tuple[int, ...], List[int], None] = None, heads: bool = False,
-                logits: bool = False) -> Network:
+                logits: bool = False, settings: Optional[Dict[str, str]] = None) -> Network:
     """A ``torch.nn.Module`` for ``spec``, its ``named_modules()`` named as the spec's layers.
 
     ``variant`` picks a block variant (``naive``); ``input`` overrides the input size
@@ -212,7 +270,7 @@ def build_model(spec: SpecLike, variant: Optional[str] = None,
     Raises ArchcalcError for a bad spec or an op that has no PyTorch builder.
     """
     from archcalc.pytorch.devices import check_memory
-    graph = load_graph(spec, variant, input, heads)
+    graph = load_graph(spec, variant, input, heads, settings)
     check_memory(graph, 1, torch.device("cpu"), heads=heads)
     return build_module(graph, heads=heads, logits=logits)
 

@@ -162,13 +162,14 @@ def _plain(value):
 
 def verify(spec: SpecLike, variant: Optional[str] = None, input=None, heads: bool = False,
            device: str = "auto", batch: int = 1, seed: int = 0,
-           threads: Optional[int] = None) -> Verification:
+           threads: Optional[int] = None,
+           settings: Optional[Dict[str, str]] = None) -> Verification:
     """Build the model of ``spec`` and check every primitive layer (heads too, if asked).
     ``threads``: CPU threads for the passes (:func:`archcalc.pytorch.devices.cpu_threads`)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ArchcalcError(f"the batch size must be a positive integer, got {batch!r}",
                             Position("--batch-size"))
-    graph = load_graph(spec, variant, input, heads)
+    graph = load_graph(spec, variant, input, heads, settings)
     where, note = resolve_device(device)
     check_memory(graph, batch, where, training=False, heads=heads)
     seconds = {}

@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from archcalc.core.ops import fmt_shape
 from archcalc.errors import ArchcalcError, Position
@@ -38,6 +38,7 @@ class RunInfo:
     data_dir: Optional[str]
     heads: bool
     quick: bool = False
+    settings: Dict[str, str] = field(default_factory=dict)     # --set NAME=VALUE, as given
 
     def save(self, out_dir: Path) -> None:
         write_atomic(out_dir / RUN_FILE, json.dumps(asdict(self), indent=2) + "\n")
@@ -364,7 +365,8 @@ class Job:
 
 def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quick: bool,
             chosen: dict, device: str, compile: bool, data_dir, download: bool, out,
-            threads: Optional[int] = None, on_download=None) -> Job:
+            threads: Optional[int] = None, on_download=None,
+            settings: Optional[Dict[str, str]] = None) -> Job:
     """A new run: ``chosen`` holds the training options the user gave (None: not given), the
     rest are TrainConfig's defaults, or QUICK_DEFAULTS' for a quick run. ``on_download(done,
     total)`` follows a --download (datasets.download_cifar10)."""
@@ -384,7 +386,8 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
     try:
         dataset = load_dataset(dataset_name, data_dir, download, on_download)
         info = RunInfo(str(Path(path).resolve()), variant, dataset_name,
-                       str(data_dir) if data_dir else None, heads=False, quick=quick)
+                       str(data_dir) if data_dir else None, heads=False, quick=quick,
+                       settings=dict(settings or {}))
         job = _assemble(info, dataset, config, out_dir, resume=False)
         if quick:
             plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y),
@@ -450,7 +453,7 @@ def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Jo
     from archcalc.pytorch.devices import check_memory, resolve_device
     from archcalc.training.engine import EVAL_BATCH
 
-    graph = load_graph(info.spec, info.variant, None, heads=True)
+    graph = load_graph(info.spec, info.variant, None, heads=True, settings=info.settings)
     check_fit(Path(info.spec).stem, graph.input_shape, graph.rows[-1].out_shape, dataset)
     info.heads = bool(graph.heads)
     # A training step at the batch size, or evaluation (no gradients) at the engine's larger

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from archcalc.core.analysis import PaperCell, Report
+from archcalc.core.analysis import PARAMS_CONVENTION, PaperCell, Report
 from archcalc.core.ops import fmt_shape
 from archcalc.views.table import Column, Table
 
@@ -19,7 +19,16 @@ def title_of(report: Report) -> str:
     parts = [report.name, f"input {fmt_shape(report.input)}"]
     if report.variant:
         parts.append(f"variant {report.variant}")
+    if report.settings:
+        parts.append(", ".join(f"{k}={_setting(v)}" for k, v in report.settings.items()))
     return " · ".join(parts)
+
+
+def _setting(value) -> str:
+    """A setting's exact value as a person writes it: 0.75, 3, relu (1/3 as 0.333…)."""
+    if isinstance(value, (int, str)):
+        return str(value)
+    return f"{float(value):g}"
 
 
 def conventions() -> str:
@@ -31,9 +40,24 @@ def audit_note(report: Report) -> str:
     k_params = report.paper_units["params"]
     k_ops = report.paper_units["ops"]
     return (f"paper audit: params in K = {k_params}, ops in M = "
-            f"{'10^6' if k_ops == 1000 else '2^20'}; weights only (no biases); ops = MACs; "
-            f"a cell is flagged ✗ when it differs beyond the printed precision and "
+            f"{'10^6' if k_ops == 1000 else '2^20'}; params: "
+            f"{PARAMS_CONVENTION[report.paper_params]}; ops = MACs; "
+            f"a figure is flagged ✗ when it differs beyond the printed precision and "
             f"{report.tolerance_pct:g}%")
+
+
+def network_audit(report: Report) -> str:
+    """The whole network's published figures beside the computed ones, on one line."""
+    parts = []
+    for q, c in report.paper.items():
+        mark = "✗" if c.flag else "✓"
+        parts.append(f"{q} {c.printed} printed, {c.computed:.4g}{_unit(c.printed)} computed "
+                     f"({c.delta_pct:+.1f}%) {mark}")
+    return "paper, whole network: " + " · ".join(parts)
+
+
+def _unit(printed: str) -> str:
+    return printed[-1] if printed[-1:] in "KMG" else ""
 
 
 def paper_table(report: Report) -> Table:
@@ -78,7 +102,7 @@ def paper_table(report: Report) -> Table:
     notes = [report.source] if report.source else []
     notes.append(conventions())
     notes += [f"block args of {name}: {', '.join(args)}" for name, args in blocks.items()]
-    if audited:
+    if audited or report.paper:
         notes.append(audit_note(report))
     notes += [grown_note(report, g) for g in report.grown]
     summary = [f"depth {t.depth} layers with weights ({t.depth_with_pool} counting pooling) · "
@@ -88,11 +112,13 @@ def paper_table(report: Report) -> Table:
         summary.append(f"non-trainable values (BatchNorm statistics): {t.non_trainable:,}")
     if report.audit_skipped:
         summary.append(f"paper audit not applicable: {report.audit_skipped}")
-    if audited:
+    if report.paper:
+        summary.append(network_audit(report))
+    if report.audited:
         flagged = report.flagged
         listed = ", ".join(f"{n} {q}" for n, q in flagged) or "none"
-        summary.append(f"audit: {len(flagged)} of {sum(len(r.paper) for r in report.rows)} "
-                       f"published figures flagged: {listed}")
+        summary.append(f"audit: {len(flagged)} of {report.audited} published figures "
+                       f"flagged: {listed}")
     return Table(title_of(report), notes, columns, rows, footer, summary, flags)
 
 

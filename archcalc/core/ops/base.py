@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 
 from archcalc.core.limits import MAX_INT
@@ -153,12 +154,32 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _whole(v: Any) -> Any:
+    """An expression's whole Fraction as its int; any other value as it is. A Fraction that is
+    not whole is refused here, saying how to make it whole: an expression's ``cin / 2`` on 75
+    channels is 75/2, and archcalc does not guess which rounding the network means."""
+    if isinstance(v, Fraction):
+        if v.denominator != 1:
+            raise ArgError(f"must be a whole number, got {_shown(v)}; round it explicitly "
+                           "with round(), ceil(), floor() or //")
+        return v.numerator
+    return v
+
+
+def _shown(v: Any) -> str:
+    """A value as a message shows it: a Fraction as 75/2 (= 37.5), anything else by repr."""
+    if isinstance(v, Fraction):
+        return f"{v} (= {float(v):.6g})" if v.denominator != 1 else str(v.numerator)
+    return repr(v)
+
+
 def _too_big(v: Any) -> None:
     if v > MAX_INT:
         raise ArgError(f"must be at most {MAX_INT:,}, got {v}")
 
 
 def positive_int(v: Any) -> int:
+    v = _whole(v)
     if not _is_int(v) or v <= 0:
         raise ArgError(f"must be a positive integer, got {v!r}")
     _too_big(v)
@@ -167,6 +188,7 @@ def positive_int(v: Any) -> int:
 
 def pair(v: Any) -> Tuple[int, int]:
     """A positive int or a [height, width] pair: kernels, strides."""
+    v = [_whole(x) for x in v] if isinstance(v, list) else _whole(v)
     if _is_int(v) and v > 0:
         _too_big(v)
         return (v, v)
@@ -180,6 +202,7 @@ def padding(v: Any):
     """``same``, ``valid``, a non-negative int or a [height, width] pair."""
     if v in ("same", "valid"):
         return v
+    v = [_whole(x) for x in v] if isinstance(v, list) else _whole(v)
     if _is_int(v) and v >= 0:
         _too_big(v)
         return (v, v)
@@ -202,18 +225,25 @@ def boolean(v: Any) -> bool:
 
 
 def _finite(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    """An int, a float that is finite, or an expression's Fraction (finite by construction)
+    that a float can hold."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, Fraction)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def probability(v: Any) -> float:
     if not _finite(v) or not 0 <= v < 1:
-        raise ArgError(f"must be a number from 0 up to (not including) 1, got {v!r}")
+        raise ArgError(f"must be a number from 0 up to (not including) 1, got {_shown(v)}")
     return float(v)
 
 
 def positive_number(v: Any) -> float:
     if not _finite(v) or not v > 0:
-        raise ArgError(f"must be a positive number, got {v!r}")
+        raise ArgError(f"must be a positive number, got {_shown(v)}")
     return float(v)
 
 

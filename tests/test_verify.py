@@ -361,16 +361,20 @@ def draw_args(draw, cls):
 @st.composite
 def op_case(draw, name):
     """(input shape, one row around op ``name``): a C×H×W map, or for an op with one input
-    sometimes a vector; a join gets two branches, the input itself and a second one that may or
-    may not fit with it (what does not fit is refused by the analysis and not compared)."""
+    sometimes a vector; a join gets two branches in either order, the input itself and a second
+    one that may or may not fit with it: as large, with other channels, C×1×1 (a gate for mul),
+    smaller (for crop), a vector. What does not fit is refused by the analysis and not
+    compared."""
     cls = OPS[name]
     channels, size = draw(st.sampled_from([2, 4, 6])), draw(st.integers(1, 9))
     shape = [channels, size, size]
     if cls.inputs == "many":
         other = draw(st.sampled_from([
             "identity", {"conv": {"out": channels, "kernel": 1}},
-            {"conv": {"out": channels + 2, "kernel": 1}}, ["gap"]]))
-        return shape, {name: ["identity", other]}
+            {"conv": {"out": channels + 2, "kernel": 1}}, ["gap"],
+            {"conv": {"out": channels, "kernel": 3, "padding": "valid"}},
+            {"maxpool": {"kernel": 2, "ceil": True}}, ["gap", "flatten"]]))
+        return shape, {name: draw(st.permutations(["identity", other]))}
     if draw(st.integers(0, 2)) == 0:
         shape = [draw(st.integers(1, 24))]
     args = draw_args(draw, cls)

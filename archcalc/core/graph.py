@@ -246,7 +246,9 @@ class _Builder:
         return self.counted(Layer(path, op, (shape,), out, call.pos, row))
 
     def activation(self, act: str, path: str, after: Layer, row: str) -> Layer:
-        op = OPS[act]()
+        # made as a written op is, so that it takes its arguments' defaults and the spec's
+        # `defaults:` for it (act: leaky_relu with defaults: {leaky_relu: {slope: 0.2}})
+        op = self.make_op(OpCall(act, {}, {}, None, after.pos), {}, path)
         return self.counted(Layer(path, op, (after.out_shape,), op.output_shape(after.out_shape),
                                   after.pos, row))
 

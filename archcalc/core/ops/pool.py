@@ -123,10 +123,6 @@ class _Adaptive(Op):
         c, _, _ = feature_map(shape, f"{self.title}ing")
         return fits((c,) + self.a["size"], self.title)
 
-    def patch(self):
-        h, w = self.a["size"]
-        return f"→{h}×{w}"
-
 
 @register
 class AdaptiveAvgPool(_Adaptive):

@@ -217,3 +217,108 @@ def test_every_op_gives_examples_for_every_argument(name):
         assert arg.examples, f"{name}.{key} has no examples"
         for value in arg.examples:
             arg.check(value)        # raises ArgError for an example the op would refuse
+
+
+# --- the modern ops: shapes and counts from the papers' figures and written-out arithmetic ----
+
+def test_adaptive_pools_to_alexnets_6x6():
+    # AlexNet's last pool leaves 256×13×13 (torchvision pools adaptively to 6×6): PyTorch's
+    # windows are [0,3) [2,5) [4,7) [6,9) [8,11) [10,13), six of 3 rows, overlapping
+    avg = one("{adaptive_avgpool: {size: 6}}", "[256, 13, 13]")
+    assert avg.out_shape == (256, 6, 6)
+    assert avg.counts() == Counts(other_ops=256 * 13 * 13)     # fvcore: each input once
+    mx = one("{adaptive_maxpool: {size: [6, 13]}}", "[256, 13, 13]")
+    assert mx.out_shape == (256, 6, 13)
+    assert mx.counts() == Counts(other_ops=256 * (6 * 3) * 13)  # one read per window element
+    with pytest.raises(SpecError, match="needs a C×H×W feature map"):
+        one("{adaptive_avgpool: {size: 6}}", "[10]")
+
+
+def test_conv_transpose_output_size_and_macs_by_input_positions():
+    # DCGAN's generator: 4×4×1024 by a 4×4/2 transposed conv with padding 1 gives 8×8×512
+    l = one("{conv_transpose: {out: 512, kernel: 4, stride: 2, padding: 1, bias: false}}",
+            "[1024, 4, 4]")
+    assert l.out_shape == (512, (4 - 1) * 2 - 2 + 4, 8)
+    w = 1024 * 512 * 4 * 4
+    assert l.counts() == Counts(params=w, weights=w, macs=w * 4 * 4)   # input positions
+    # U-Net's up-convolution: 2×2/2 halves the channels, doubles 28×28 to 56×56
+    l = one("{conv_transpose: {out: 512, kernel: 2, stride: 2}}", "[1024, 28, 28]")
+    assert l.out_shape == (512, 56, 56)
+    assert l.counts().params == 1024 * 512 * 4 + 512 and l.op.depth == "weights"
+    # (7 - 1)·2 - 2·1 + (3 - 1) + 1, plus output_padding 1: 14, where a 3×3/2 conv takes both
+    # 13 and 14 to 7
+    assert one("{conv_transpose: {out: 2, kernel: 3, stride: 2, padding: 1, output_padding: 1}}",
+               "[2, 7, 7]").out_shape == (2, 14, 14)
+    with pytest.raises(SpecError, match="'output_padding' \\(2\\) must be less than the stride"):
+        one("{conv_transpose: {out: 2, kernel: 3, stride: 2, output_padding: 2}}", "[2, 7, 7]")
+    with pytest.raises(SpecError, match="crops the whole"):
+        one("{conv_transpose: {out: 2, kernel: 1, padding: 1}}", "[2, 2, 2]")
+    with pytest.raises(SpecError, match="cannot be split into 2 groups"):
+        one("{conv_transpose: {out: 2, kernel: 1, groups: 2}}", "[3, 2, 2]")
+    with pytest.raises(SpecError, match="must be a non-negative integer"):
+        one("{conv_transpose: {out: 2, kernel: 1, padding: same}}", "[3, 2, 2]")
+
+
+def test_upsample_by_scale_or_to_a_size():
+    l = one("{upsample: {scale: [2, 3], mode: bilinear}}", "[4, 5, 6]")
+    assert l.out_shape == (4, 10, 18)
+    assert l.counts() == Counts(other_ops=4 * 4 * 10 * 18)    # four neighbours per output
+    l = one("{upsample: {size: 7}}", "[4, 5, 6]")
+    assert l.out_shape == (4, 7, 7) and l.counts().other_ops == 4 * 7 * 7
+    for both_or_neither in ("{upsample: {scale: 2, size: 4}}", "upsample"):
+        with pytest.raises(SpecError, match="takes one of 'scale' and 'size'"):
+            one(both_or_neither)
+
+
+def test_layer_and_group_norm_follow_fvcores_five_per_element():
+    l = one("layernorm", "[96, 56, 56]")        # ConvNeXt-T's stem norm: over 96 channels
+    assert l.counts() == Counts(params=192, weights=96, other_ops=5 * 96 * 56 * 56)
+    assert one("{layernorm: {affine: false}}", "[10]").counts() == Counts(other_ops=40)
+    g = one("{groupnorm: {groups: 32}}", "[64, 8, 8]")
+    assert g.counts() == Counts(params=128, weights=64, other_ops=5 * 64 * 64)
+    with pytest.raises(SpecError, match="6 channels cannot be split into 4 groups"):
+        one("{groupnorm: {groups: 4}}", "[6, 8, 8]")
+    with pytest.raises(SpecError, match="one value per group"):
+        one("{groupnorm: {groups: 4}}", "[4, 1, 1]")
+
+
+def test_batchnorm_without_affine_keeps_only_running_statistics():
+    l = one("{batchnorm: {affine: false}}", "[16, 8, 8]")
+    assert l.counts() == Counts(non_trainable=32, other_ops=16 * 64)  # fvcore: 1 per element
+
+
+def test_layer_scale_stochastic_depth_and_channel_shuffle():
+    assert one("layer_scale", "[96, 56, 56]").counts() == Counts(
+        params=96, weights=96, other_ops=96 * 56 * 56)
+    assert one("{stochastic_depth: {p: 0.1}}", "[8, 4, 4]").counts() == Counts()
+    with pytest.raises(SpecError, match="needs 'p'"):
+        one("stochastic_depth")
+    assert one("{channel_shuffle: {groups: 3}}", "[24, 4, 4]").out_shape == (24, 4, 4)
+    with pytest.raises(SpecError, match="8 channels cannot be split into 3 groups"):
+        one("{channel_shuffle: {groups: 3}}", "[8, 4, 4]")
+
+
+def test_act_takes_the_ops_defaults_and_the_specs():
+    text = ("input: [3, 8, 8]\ndefaults: {leaky_relu: {slope: 0.2}}\nlayers:\n"
+            "  a: {conv: {out: 4, kernel: 1, act: leaky_relu}}\n"
+            "  b: {linear: {out: 4, act: gelu}}\n")
+    ls = graph.build(spec.parse(text, "t.yaml")).layers()
+    assert [(l.kind, l.op.a) for l in ls[1::2]] == [("leaky_relu", {"slope": 0.2}),
+                                                     ("gelu", {"approximate": "none"})]
+
+
+def test_mul_broadcasts_a_gate_and_crop_cuts_unets_skip():
+    ls = layers_of("  se: {mul: [identity, [gap, conv: {out: 3, kernel: 1, act: sigmoid}]]}\n")
+    se = ls[-1]
+    assert se.in_shapes == ((3, 32, 32), (3, 1, 1)) and se.out_shape == (3, 32, 32)
+    assert se.counts() == Counts(other_ops=3 * 32 * 32)
+    assert OPS["mul"]().output_shape(((1, 5, 5), (4, 1, 1))) == (4, 5, 5)
+    with pytest.raises(SpecError, match="mul cannot broadcast 3×32×32, 5×32×32"):
+        layers_of("  se: {mul: [identity, conv: {out: 5, kernel: 1}]}\n")
+    # U-Net (Fig. 1): the first level's 64×568×568 is cropped to the 392×392 of the
+    # up-convolved map before the concatenation
+    assert OPS["crop"]().output_shape(((64, 568, 568), (512, 392, 392))) == (64, 392, 392)
+    ls = layers_of("  c: {crop: [identity, conv: {out: 8, kernel: 5, padding: valid}]}\n")
+    assert ls[-1].out_shape == (3, 28, 28) and ls[-1].counts() == Counts()
+    with pytest.raises(SpecError, match="crop cannot cut 28×28 to a larger 32×32"):
+        layers_of("  c: {crop: [conv: {out: 8, kernel: 5, padding: valid}, identity]}\n")

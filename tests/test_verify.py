@@ -361,16 +361,20 @@ def draw_args(draw, cls):
 @st.composite
 def op_case(draw, name):
     """(input shape, one row around op ``name``): a C×H×W map, or for an op with one input
-    sometimes a vector; a join gets two branches, the input itself and a second one that may or
-    may not fit with it (what does not fit is refused by the analysis and not compared)."""
+    sometimes a vector; a join gets two branches in either order, the input itself and a second
+    one that may or may not fit with it: as large, with other channels, C×1×1 (a gate for mul),
+    smaller (for crop), a vector. What does not fit is refused by the analysis and not
+    compared."""
     cls = OPS[name]
     channels, size = draw(st.sampled_from([2, 4, 6])), draw(st.integers(1, 9))
     shape = [channels, size, size]
     if cls.inputs == "many":
         other = draw(st.sampled_from([
             "identity", {"conv": {"out": channels, "kernel": 1}},
-            {"conv": {"out": channels + 2, "kernel": 1}}, ["gap"]]))
-        return shape, {name: ["identity", other]}
+            {"conv": {"out": channels + 2, "kernel": 1}}, ["gap"],
+            {"conv": {"out": channels, "kernel": 3, "padding": "valid"}},
+            {"maxpool": {"kernel": 2, "ceil": True}}, ["gap", "flatten"]]))
+        return shape, {name: draw(st.permutations(["identity", other]))}
     if draw(st.integers(0, 2)) == 0:
         shape = [draw(st.integers(1, 24))]
     args = draw_args(draw, cls)
@@ -397,3 +401,96 @@ def test_every_op_agrees_with_pytorch_and_fvcore(op, data):
     the op's ``fvcore`` says fvcore counts it: verify's checks, for each registered op."""
     shape, layer = data.draw(op_case(op))
     agrees_with_pytorch(shape, layer, op)
+
+
+# --- the modern ops in one network ------------------------------------------------------------
+
+MODERN = """
+input: [3, 32, 32]
+defaults:
+  leaky_relu: {slope: 0.2}
+blocks:
+  se:
+    args: [c]
+    body:
+      mul: [identity, [gap, conv: {out: 2, kernel: 1, act: silu}, conv: {out: c, kernel: 1, act: hardsigmoid}]]
+  cn:
+    args: [c]
+    body:
+      add:
+        - identity
+        - [conv: {out: c, kernel: 7, groups: c}, layernorm: {eps: 1.0e-6}, conv: {out: 32, kernel: 1, act: gelu}, conv: {out: c, kernel: 1}, layer_scale, stochastic_depth: {p: 0.1}]
+layers:
+  stem: [conv: {out: 16, kernel: 3, stride: 2, act: leaky_relu}, batchnorm: {affine: false, act: relu6}]
+  se: {se: [16]}
+  cn: {cn: [16]}
+  shuffle: [conv: {out: 16, kernel: 1, groups: 4, act: hardswish}, channel_shuffle: {groups: 4}, groupnorm: {groups: 4, act: tanh}]
+  unet:
+    crop:
+      skip: identity
+      up: [maxpool: {kernel: 2}, conv: {out: 16, kernel: 3, padding: valid, act: sigmoid}, conv_transpose: {out: 16, kernel: 2, stride: 2}]
+  up: [upsample: {scale: 2, mode: bilinear}, upsample: {size: [40, 36]}, adaptive_maxpool: {size: [7, 5]}, adaptive_avgpool: {size: 6}]
+  head: [flatten, layernorm, linear: {out: 10}]
+"""
+
+
+@pytest.fixture(scope="module")
+def modern():
+    return verify(parse(MODERN, "modern.yaml"), device="cpu", batch=2)
+
+
+def test_modern_ops_agree_in_one_network(modern):
+    assert modern.ok, disagreements(modern)
+    layers = {l.name: l for l in modern.layers}
+    # written-out figures: the transposed conv by its 6×6 input positions (fvcore), the
+    # layer norm of ConvNeXt's block 5 per element (fvcore), 4 reads per bilinear output; the
+    # adaptive max pool of 40×36 to 7×5 reads rows [0,6) [5,12) [11,18) [17,23) [22,29) [28,35)
+    # [34,40), 46 in all, and columns [0,8) [7,15) [14,22) [21,29) [28,36), 40 in all
+    assert layers["unet.up.conv_transpose"].count.measured == 16 * 16 * 2 * 2 * 6 * 6
+    assert layers["cn.b2.layernorm"].count.measured == 5 * 16 * 16 * 16
+    assert layers["up.upsample_1"].count.measured == 4 * 16 * 24 * 24
+    assert layers["up.adaptive_maxpool"].checked_by == "hand count"
+    assert layers["up.adaptive_maxpool"].count.measured == 16 * 46 * 40
+    assert layers["stem.batchnorm"].count.measured == 16 * 16 * 16     # no γ, β: 1 per element
+    assert layers["se"].type == "mul" and layers["se"].count.measured == 16 * 16 * 16
+    assert layers["unet"].type == "crop" and layers["unet"].output_shape.measured == (16, 12, 12)
+    assert modern.checked_by(None) == []
+
+
+def test_a_wrong_transposed_conv_or_adaptive_window_rule_fails_that_layer(monkeypatch):
+    from archcalc.core.ops.conv import ConvTranspose
+    from archcalc.core.ops.pool import AdaptiveMaxPool
+    # MACs by output positions, as for a forward conv; windows as if they did not overlap
+    monkeypatch.setattr(ConvTranspose, "counts", lambda self, i, o: Counts(
+        params=i[0] * o[0] * 4 + o[0], weights=i[0] * o[0] * 4,
+        macs=i[0] * o[0] * 4 * o[1] * o[2]))
+    monkeypatch.setattr(AdaptiveMaxPool, "counts", lambda self, i, o: Counts(
+        other_ops=numel(i)))
+    result = verify(parse(MODERN, "modern.yaml"), device="cpu")
+    assert result.failed == ["unet.up.conv_transpose", "up.adaptive_maxpool"]
+
+
+def test_the_new_modules_compute_what_their_docs_say():
+    from archcalc.pytorch import modules
+    x = torch.arange(2 * 3 * 9 * 8, dtype=torch.float64).view(2, 3, 9, 8)
+    # crop 9×8 to 5×5: rows 2..6 ((9 - 5) // 2 = 2), columns 1..5 ((8 - 5) // 2 = 1)
+    assert torch.equal(modules.Crop()(x, torch.zeros(1, 1, 5, 5)), x[:, :, 2:7, 1:6])
+    # ShuffleNet's shuffle of 6 channels in 3 groups of 2: (0 1)(2 3)(4 5) -> 0 2 4 1 3 5
+    y = torch.nn.ChannelShuffle(3).eval()(x.repeat(1, 2, 1, 1))
+    assert torch.equal(y, x.repeat(1, 2, 1, 1)[:, [0, 2, 4, 1, 3, 5]])
+    # layer norm over the channels at each position, from its definition
+    norm = modules.LayerNorm2d(3, eps=1e-6)
+    torch.nn.init.normal_(norm.weight), torch.nn.init.normal_(norm.bias)
+    mean, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)
+    expected = (x - mean) / (var + 1e-6).sqrt() * norm.weight.view(3, 1, 1) + norm.bias.view(
+        3, 1, 1)
+    assert torch.allclose(norm.double()(x), expected)
+    scale = modules.LayerScale((3, 9, 8), 0.5)
+    assert scale.scale.shape == (3, 1, 1) and torch.equal(scale(x), x * 0.5)
+    # stochastic depth: identity in eval; in training each sample kept, scaled by 1/(1-p),
+    # or zeroed whole
+    drop = modules.StochasticDepth(0.5, "row")
+    assert drop.eval()(x) is x
+    out = drop.train()(x)
+    for sample, kept in zip(out, x):
+        assert torch.equal(sample, kept * 2) or torch.equal(sample, torch.zeros_like(kept))

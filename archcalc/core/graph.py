@@ -404,7 +404,10 @@ class _Builder:
         return layer
 
     def activation(self, act: str, path: str, after: Layer, row: str) -> Layer:
-        op = OPS[act]()
+        # made as a written op is, so that it takes its arguments' defaults and the spec's
+        # `defaults:` for it (act: leaky_relu with defaults: {leaky_relu: {slope: 0.2}})
+        op = self.make_op(OpCall(act, {}, {}, None, after.pos), self.globals, path,
+                          after.out_shape)
         layer = self.counted(Layer(path, op, (after.out_shape,),
                                    op.output_shape(after.out_shape), after.pos, row,
                                    (after.name,)))

@@ -10,8 +10,9 @@ count, checked one of two ways:
 
 - ``fvcore``: fvcore's count for the module, in the convention the op declares (``Op.fvcore``:
   MACs for conv and linear, other ops for BatchNorm and global pooling);
-- ``hand count``: where fvcore has no handler (ReLU, max and average pooling, softmax, LRN,
-  dropout, flatten, identity, joins), the op's other ops worked out here, independently, from
+- ``hand count``: where fvcore has no handler (ReLU and the other activations, max and average
+  pooling, adaptive max pooling, softmax, LRN, layer scale, dropout, stochastic depth, flatten,
+  channel shuffle, identity, joins), the op's other ops worked out here, independently, from
   the torch module's own attributes and the measured tensor shapes (:data:`HAND_COUNTS`).
 
 A layer with neither is checked for shape and parameters only, and says so. Everything runs in
@@ -287,7 +288,9 @@ def _pair(value) -> Tuple[int, int]:
 
 
 def _per_output(module, inputs, out) -> int:
-    return math.prod(out)      # ReLU: one max(x, 0); softmax: one exponential; per element
+    # ReLU: one max(x, 0); softmax: one exponential; each other activation one evaluation;
+    # layer scale one multiply; per element
+    return math.prod(out)
 
 
 def _per_window_element(module, inputs, out) -> int:
@@ -295,20 +298,42 @@ def _per_window_element(module, inputs, out) -> int:
     return kh * kw * math.prod(out)    # max and average pooling: one read per window element
 
 
+def _adaptive_window_elements(module, inputs, out) -> int:
+    """Adaptive max pooling: one read per window element, as max pooling. The windows are
+    measured from PyTorch's own kernel, one axis at a time: pooling an increasing ramp, each
+    window's maximum is its last element; a decreasing ramp, its first."""
+    *lead, h, w = inputs[0]
+    return math.prod(lead) * _window_lengths(h, out[-2]) * _window_lengths(w, out[-1])
+
+
+def _window_lengths(size: int, out: int) -> int:
+    ramp = torch.arange(size, dtype=torch.float64).view(1, 1, size, 1)
+    _, last = nn.functional.adaptive_max_pool2d(ramp, (out, 1), return_indices=True)
+    _, first = nn.functional.adaptive_max_pool2d(-ramp, (out, 1), return_indices=True)
+    return int((last - first + 1).sum())
+
+
 def _lrn(module, inputs, out) -> int:
     return module.size * math.prod(out)    # a sum over `size` channels per element
 
 
 def _no_work(module, inputs, out) -> int:
-    return 0        # dropout in eval mode, flatten, identity: they pass values on
+    # dropout and stochastic depth in eval mode, flatten, identity: they pass values on;
+    # channel shuffle moves them
+    return 0
 
 
 def _add(module, inputs, out) -> int:
     return (len(inputs) - 1) * math.prod(out)  # n tensors summed: n - 1 additions per element
 
 
+def _mul(module, inputs, out) -> int:
+    # n tensors multiplied, broadcast to the output: n - 1 multiplications per output element
+    return (len(inputs) - 1) * math.prod(out)
+
+
 def _concat(module, inputs, out) -> int:
-    return 0        # a concatenation copies; it computes nothing
+    return 0        # a concatenation (or a crop) copies; it computes nothing
 
 
 def _branches(module, inputs, out) -> Optional[int]:
@@ -320,10 +345,15 @@ def _branches(module, inputs, out) -> Optional[int]:
 
 HAND_COUNTS: Dict[type, HandCount] = {
     nn.ReLU: _per_output, nn.Softmax: _per_output,
+    nn.ReLU6: _per_output, nn.Hardswish: _per_output, nn.Hardsigmoid: _per_output,
+    nn.SiLU: _per_output, nn.GELU: _per_output, nn.Sigmoid: _per_output, nn.Tanh: _per_output,
+    nn.LeakyReLU: _per_output, modules.LayerScale: _per_output,
     nn.MaxPool2d: _per_window_element, nn.AvgPool2d: _per_window_element,
+    nn.AdaptiveMaxPool2d: _adaptive_window_elements,
     nn.LocalResponseNorm: _lrn,
     nn.Dropout: _no_work, nn.Flatten: _no_work, nn.Identity: _no_work,
-    modules.Add: _add, modules.Concat: _concat,
+    modules.StochasticDepth: _no_work, nn.ChannelShuffle: _no_work,
+    modules.Add: _add, modules.Concat: _concat, modules.Mul: _mul, modules.Crop: _concat,
     Branches: _branches,
 }
 

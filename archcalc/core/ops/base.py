@@ -315,3 +315,44 @@ def patch_text(kernel, stride) -> str:
     k = f"{kernel[0]}×{kernel[1]}"
     s = str(stride[0]) if stride[0] == stride[1] else f"{stride[0]}×{stride[1]}"
     return f"{k}/{s}"
+
+
+# --- checkers and shape helpers of the ops that came later (transposed convolution, upsampling,
+# activations with a parameter); kept apart from the checkers above, which they build on ----
+
+def amount(v: Any) -> Tuple[int, int]:
+    """A non-negative int or a [height, width] pair of them, where 'same' and 'valid' mean
+    nothing: a transposed convolution's padding and output padding."""
+    if v not in ("same", "valid"):
+        try:
+            normalized = padding(v)
+        except ArgError:
+            normalized = None
+        if isinstance(normalized, tuple):
+            return normalized
+    raise ArgError(f"must be a non-negative integer or [height, width], got {v!r}")
+
+
+def number(v: Any) -> float:
+    """Any finite number, negative included: a leaky ReLU's slope, a scale's initial value."""
+    if not _finite(v):
+        raise ArgError(f"must be a finite number, got {v!r}")
+    return float(v)
+
+
+def choice(*values: str) -> Callable[[Any], str]:
+    """A checker that takes one of ``values``, as written."""
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or v not in values:
+            raise ArgError(f"must be one of {', '.join(values)}, got {v!r}")
+        return v
+    return check
+
+
+def fits(shape: Shape, what: str) -> Shape:
+    """``shape``, or a ShapeError where an op that grows its input (an upsampling, a transposed
+    convolution) makes a side longer than any input may be."""
+    if max(shape) > MAX_INT:
+        raise ShapeError(f"{what} would give {fmt_shape(shape)}, more than {MAX_INT:,} along "
+                         "one side")
+    return shape

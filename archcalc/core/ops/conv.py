@@ -1,8 +1,9 @@
-"""Convolution: 2-D, grouped, dilated, with rectangular kernels."""
+"""Convolution: 2-D, grouped, dilated, with rectangular kernels; and its transpose, which
+upsamples (U-Net's up-convolution, FCN's and DCGAN's "deconvolution")."""
 from __future__ import annotations
 
-from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, ShapeError, activation, boolean, pair, padding,
-                   patch_text, positive_int, register, window)
+from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, ShapeError, activation, amount, boolean,
+                   feature_map, fits, pair, padding, patch_text, positive_int, register, window)
 
 
 @register
@@ -59,3 +60,80 @@ class Conv(Op):
                          self.a["dilation"])
         return nn.Conv2d(in_shape[0], self.a["out"], self.a["kernel"], self.a["stride"], pads,
                          self.a["dilation"], self.a["groups"], self.a["bias"])
+
+
+@register
+class ConvTranspose(Op):
+    """PyTorch's ConvTranspose2d: each input position scatters ``kernel`` × output channels
+    into the output, ``stride`` apart; ``padding`` crops the result on each side."""
+
+    name = "conv_transpose"
+    title = "transposed conv"
+    summary = "transposed 2-D convolution (up-convolution): output = (input - 1) × stride " \
+              "- 2 × padding + dilation × (kernel - 1) + output_padding + 1"
+    depth = "weights"
+    # fvcore's conv handler counts a transposed convolution by its INPUT positions:
+    # in × out/groups × kh × kw × H_in × W_in, as macs here (and as FlopCounterMode does)
+    fvcore = "macs"
+    args = {
+        "out": Arg(positive_int, required=True, doc="output channels", examples=(2, 4, 6)),
+        "kernel": Arg(pair, required=True, doc="kernel size, n or [height, width]",
+                      examples=(1, 2, 3, [2, 3])),
+        "stride": Arg(pair, 1, doc="stride (the upsampling factor), n or [height, width]",
+                      examples=(1, 2, [2, 1])),
+        "padding": Arg(amount, 0, doc="rows and columns cropped from each side of the output, "
+                                      "n or [height, width]", examples=(0, 1, [1, 0])),
+        "output_padding": Arg(amount, 0, doc="rows and columns added to one side (bottom, "
+                                             "right); less than the stride or the dilation",
+                              examples=(0, 1)),
+        "dilation": Arg(pair, 1, doc="spacing between kernel elements", examples=(1, 2)),
+        "groups": Arg(positive_int, 1, doc="channel groups; input and output channels must divide",
+                      examples=(1, 2)),
+        "bias": Arg(boolean, True, doc="add a learned bias per output channel",
+                    examples=(True, False)),
+        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
+                   examples=("none", "relu")),
+    }
+
+    def __init__(self, **values):
+        super().__init__(**values)
+        if values["out"] % values["groups"]:
+            raise ArgError(f"'out' ({values['out']}) must be divisible by 'groups' "
+                           f"({values['groups']})")
+        for extra, stride, dilation in zip(values["output_padding"], values["stride"],
+                                           values["dilation"]):
+            if extra >= stride and extra >= dilation:
+                # PyTorch's rule: an output padding of a whole stride would be a row no
+                # input position reaches
+                raise ArgError(f"'output_padding' ({extra}) must be less than the stride "
+                               f"({stride}) or the dilation ({dilation}), as PyTorch requires")
+
+    def output_shape(self, shape):
+        c, h, w = feature_map(shape, "a transposed convolution")
+        if c % self.a["groups"]:
+            raise ShapeError(f"{c} input channels cannot be split into {self.a['groups']} groups")
+        out = tuple((size - 1) * self.a["stride"][i] - 2 * self.a["padding"][i]
+                    + self.a["dilation"][i] * (self.a["kernel"][i] - 1)
+                    + self.a["output_padding"][i] + 1 for i, size in enumerate((h, w)))
+        if min(out) < 1:
+            ph, pw = self.a["padding"]
+            raise ShapeError(f"padding {ph}×{pw} crops the whole {self.a['kernel'][0]}×"
+                             f"{self.a['kernel'][1]} transposed convolution of a {h}×{w} input")
+        return fits((self.a["out"],) + out, "the transposed convolution")
+
+    def counts(self, in_shape, out_shape):
+        kh, kw = self.a["kernel"]
+        weights = in_shape[0] * (self.a["out"] // self.a["groups"]) * kh * kw
+        bias = self.a["out"] if self.a["bias"] else 0
+        # every input position times the whole kernel, products that padding crops included
+        return Counts(params=weights + bias, weights=weights,
+                      macs=weights * in_shape[1] * in_shape[2])
+
+    def patch(self):
+        return patch_text(self.a["kernel"], self.a["stride"])
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        return nn.ConvTranspose2d(in_shape[0], self.a["out"], self.a["kernel"], self.a["stride"],
+                                  self.a["padding"], self.a["output_padding"], self.a["groups"],
+                                  self.a["bias"], self.a["dilation"])

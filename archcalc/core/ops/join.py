@@ -1,6 +1,8 @@
 """Joins: ops with several inputs, where parallel branches meet. ``concat`` stacks channels
-(an Inception module's output); ``add`` sums equal shapes (a residual connection). A spec writes
-their inputs as branches (``concat: [...]`` or a mapping of branch names); see ops/base.Join."""
+(an Inception module's output); ``add`` sums equal shapes (a residual connection); ``mul``
+multiplies, broadcasting (squeeze-and-excitation's gate); ``crop`` cuts the first branch to the
+size of the second (U-Net's copy and crop). A spec writes their inputs as branches
+(``concat: [...]`` or a mapping of branch names); see ops/base.Join."""
 from __future__ import annotations
 
 from archcalc.core.ops.base import Counts, Join, ShapeError, fmt_shape, numel, register
@@ -48,3 +50,54 @@ class Add(Join):
     def to_torch(self, in_shapes):
         from archcalc.pytorch.modules import Add as AddModule
         return AddModule()
+
+
+@register
+class Mul(Join):
+    name = "mul"
+    title = "mul"
+    summary = "branches multiplied elementwise, broadcasting sides of 1 (C×H×W by C×1×1: " \
+              "squeeze-and-excitation's gate)"
+    fvcore = None       # fvcore has no handler for mul
+
+    def output_shape(self, shapes):
+        listed = ", ".join(fmt_shape(s) for s in shapes)
+        if any(len(s) != len(shapes[0]) for s in shapes):
+            raise ShapeError(f"mul needs branches of one rank (maps or vectors), got {listed}")
+        out = tuple(max(sizes) for sizes in zip(*shapes))
+        if any(d not in (1, o) for s in shapes for d, o in zip(s, out)):
+            raise ShapeError(f"mul cannot broadcast {listed}: each side must match or be 1")
+        return out
+
+    def counts(self, in_shapes, out_shape):
+        return Counts(other_ops=(len(in_shapes) - 1) * numel(out_shape))
+
+    def to_torch(self, in_shapes):
+        from archcalc.pytorch.modules import Mul as MulModule
+        return MulModule()
+
+
+@register
+class Crop(Join):
+    name = "crop"
+    title = "crop"
+    summary = "the first branch cut to the height and width of the second, centred " \
+              "(U-Net's copy and crop)"
+    fvcore = None       # slicing: fvcore ignores it
+
+    def output_shape(self, shapes):
+        listed = ", ".join(fmt_shape(s) for s in shapes)
+        if len(shapes) != 2 or any(len(s) != 3 for s in shapes):
+            raise ShapeError(f"crop takes two C×H×W branches (the map, then one of the size "
+                             f"to cut it to), got {listed}")
+        (c, h, w), (_, th, tw) = shapes
+        if th > h or tw > w:
+            raise ShapeError(f"crop cannot cut {h}×{w} to a larger {th}×{tw}")
+        return (c, th, tw)
+
+    def counts(self, in_shapes, out_shape):
+        return Counts()     # a copy, no arithmetic
+
+    def to_torch(self, in_shapes):
+        from archcalc.pytorch.modules import Crop as CropModule
+        return CropModule()

@@ -1,8 +1,10 @@
-"""Normalization: batch normalization and local response normalization."""
+"""Normalization: batch, layer, group and local response normalization; and ConvNeXt's layer
+scale, a learned per-channel factor that, like a normalization's γ, rescales each channel."""
 from __future__ import annotations
 
-from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, activation, feature_map, numel, positive_int,
-                   positive_number, probability, register)
+from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, activation, boolean, feature_map, fmt_shape,
+                   number,
+                   numel, positive_int, positive_number, probability, register)
 
 
 @register
@@ -10,11 +12,14 @@ class BatchNorm(Op):
     name = "batchnorm"
     title = "batch norm"
     summary = "batch normalization over channels (2-D maps) or features (vectors)"
-    fvcore = "other_ops"    # fvcore's eval-mode batch_norm: 2 per element, as other_ops here
+    # fvcore's eval-mode batch_norm: 2 per element with γ and β, 1 without; as other_ops here
+    fvcore = "other_ops"
     args = {
         "eps": Arg(positive_number, 1e-5, doc="added to the variance", examples=(1e-5, 1e-3)),
         "momentum": Arg(probability, 0.1, doc="running-statistics update rate (PyTorch's sense)",
                         examples=(0.1, 0.01)),
+        "affine": Arg(boolean, True, doc="learn a scale γ and shift β per channel",
+                      examples=(True, False)),
         "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
                    examples=("none", "relu")),
     }
@@ -26,14 +31,120 @@ class BatchNorm(Op):
 
     def counts(self, in_shape, out_shape):
         c = in_shape[0]
-        # scale γ and shift β are trained (β is the bias); running mean and variance are not.
-        # Work at inference: one multiply and one add per element.
-        return Counts(params=2 * c, weights=c, non_trainable=2 * c, other_ops=2 * numel(out_shape))
+        # scale γ and shift β are trained (β is the bias); running mean and variance are not,
+        # and are kept with or without γ and β. Work at inference, fvcore's convention: one
+        # per element to normalize with the running statistics, one more to scale and shift.
+        affine = self.a["affine"]
+        return Counts(params=2 * c if affine else 0, weights=c if affine else 0,
+                      non_trainable=2 * c, other_ops=(2 if affine else 1) * numel(out_shape))
 
     def to_torch(self, in_shape):
         from torch import nn
         cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
-        return cls(in_shape[0], eps=self.a["eps"], momentum=self.a["momentum"])
+        return cls(in_shape[0], eps=self.a["eps"], momentum=self.a["momentum"],
+                   affine=self.a["affine"])
+
+
+def _affine_norm_counts(c: int, affine: bool, out_shape) -> Counts:
+    """Layer and group norm: γ and β per channel (β the bias) when affine, no running
+    statistics; fvcore's layer_norm and group_norm handlers count 5 per element with γ and β,
+    4 without (a rough estimate of mean, variance, normalize, scale and shift, in its words)."""
+    return Counts(params=2 * c if affine else 0, weights=c if affine else 0,
+                  other_ops=(5 if affine else 4) * numel(out_shape))
+
+
+@register
+class LayerNorm(Op):
+    name = "layernorm"
+    title = "layer norm"
+    summary = "normalizes each vector over its features, or each position of a map over its " \
+              "channels (ConvNeXt's LayerNorm2d)"
+    fvcore = "other_ops"    # fvcore's layer_norm: 5 per element with γ and β, 4 without
+    args = {
+        "eps": Arg(positive_number, 1e-5, doc="added to the variance", examples=(1e-5, 1e-6)),
+        "affine": Arg(boolean, True, doc="learn a scale γ and shift β per channel or feature",
+                      examples=(True, False)),
+        "act": Arg(activation, None, doc="activation layer to follow, e.g. gelu",
+                   examples=("none", "gelu")),
+    }
+
+    def output_shape(self, shape):
+        if len(shape) not in (1, 3):
+            raise ShapeError(f"layer norm needs C×H×W or a vector, got {shape}")
+        return shape
+
+    def counts(self, in_shape, out_shape):
+        return _affine_norm_counts(in_shape[0], self.a["affine"], out_shape)
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        if len(in_shape) == 1:
+            return nn.LayerNorm(in_shape[0], eps=self.a["eps"],
+                                elementwise_affine=self.a["affine"])
+        from archcalc.pytorch.modules import LayerNorm2d
+        return LayerNorm2d(in_shape[0], eps=self.a["eps"], elementwise_affine=self.a["affine"])
+
+
+@register
+class GroupNorm(Op):
+    name = "groupnorm"
+    title = "group norm"
+    summary = "normalizes each group of channels over its channels, height and width"
+    fvcore = "other_ops"    # fvcore's group_norm: 5 per element with γ and β, 4 without
+    args = {
+        "groups": Arg(positive_int, required=True, doc="channel groups; the channels must "
+                                                       "divide by it", examples=(1, 2, 3)),
+        "eps": Arg(positive_number, 1e-5, doc="added to the variance", examples=(1e-5, 1e-3)),
+        "affine": Arg(boolean, True, doc="learn a scale γ and shift β per channel",
+                      examples=(True, False)),
+        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
+                   examples=("none", "relu")),
+    }
+
+    def output_shape(self, shape):
+        if len(shape) not in (1, 3):
+            raise ShapeError(f"group norm needs C×H×W or a vector, got {shape}")
+        if shape[0] % self.a["groups"]:
+            raise ShapeError(f"{shape[0]} channels cannot be split into {self.a['groups']} "
+                             "groups")
+        if numel(shape) == self.a["groups"]:
+            # each group one value, which normalizes to 0; PyTorch refuses it (for one image)
+            raise ShapeError(f"group norm of {fmt_shape(shape)} in {self.a['groups']} groups "
+                             "leaves one value per group; it needs more")
+        return shape
+
+    def counts(self, in_shape, out_shape):
+        return _affine_norm_counts(in_shape[0], self.a["affine"], out_shape)
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        return nn.GroupNorm(self.a["groups"], in_shape[0], eps=self.a["eps"],
+                            affine=self.a["affine"])
+
+
+@register
+class LayerScale(Op):
+    name = "layer_scale"
+    title = "layer scale"
+    summary = "a learned scale per channel (or feature), started small (ConvNeXt, CaiT)"
+    args = {
+        "init": Arg(number, 1e-6, doc="the scale's initial value", examples=(1e-6, 0.1, 1)),
+    }
+
+    def output_shape(self, shape):
+        if len(shape) not in (1, 3):
+            raise ShapeError(f"layer scale needs C×H×W or a vector, got {shape}")
+        return shape
+
+    def counts(self, in_shape, out_shape):
+        c = in_shape[0]
+        # the scale is a weight (no bias); one multiply per element, which fvcore does not
+        # count (an elementwise mul)
+        return Counts(params=c, weights=c, other_ops=numel(out_shape))
+
+    def to_torch(self, in_shape):
+        from archcalc.pytorch.modules import LayerScale as LayerScaleModule
+        return LayerScaleModule(in_shape, self.a["init"])
 
 
 @register

@@ -1,12 +1,15 @@
-"""Pooling: max and average over a window, and global average pooling.
+"""Pooling: max and average over a window, global average pooling, and adaptive pooling to a
+fixed output size (AlexNet's and VGG's 6×6 and 7×7 before the classifier).
 
 Unlike convolution, a pooling window is unpadded by default ('valid'), as in every framework;
 ``ceil: true`` rounds the output size up as Caffe did, which is how Table 1 takes 112 to 56.
 """
 from __future__ import annotations
 
-from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, boolean, feature_map, numel, pair, padding,
-                   patch_text, register, window)
+import math
+
+from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, boolean, feature_map, fits, numel, pair,
+                   padding, patch_text, register, window)
 
 
 class _Window(Op):
@@ -96,3 +99,60 @@ class GlobalAvgPool(Op):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.AdaptiveAvgPool2d(1)
+
+
+def adaptive_windows(size: int, out: int) -> int:
+    """The summed length of PyTorch's adaptive pooling windows along one axis.
+
+    Output ``i`` pools input ``floor(i·size/out)`` up to (not including)
+    ``ceil((i+1)·size/out)``. Summed over ``i``, the floors and ceilings cancel but for the
+    ``out - gcd`` ceilings that round up: ``size + out - gcd(size, out)``. Windows overlap
+    where ``out`` does not divide ``size`` (13 to 6: six windows of 3, 18 reads).
+    """
+    return size + out - math.gcd(size, out)
+
+
+class _Adaptive(Op):
+    depth = "pool"
+    args = {
+        "size": Arg(pair, required=True, doc="output height and width, n or [height, width]",
+                    examples=(1, 2, 3, [2, 3], [6, 1])),
+    }
+
+    def output_shape(self, shape):
+        c, _, _ = feature_map(shape, f"{self.title}ing")
+        return fits((c,) + self.a["size"], self.title)
+
+
+@register
+class AdaptiveAvgPool(_Adaptive):
+    name = "adaptive_avgpool"
+    title = "adaptive avg pool"
+    summary = "mean over windows that tile the input into a fixed output size (size: 6 → C×6×6)"
+    fvcore = "other_ops"    # fvcore's adaptive_avg_pool2d: 1 per input element, as here
+
+    def counts(self, in_shape, out_shape):
+        # fvcore's convention: one add per input element, whatever the output size (an element
+        # that two overlapping windows read counts once)
+        return Counts(other_ops=numel(in_shape))
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        return nn.AdaptiveAvgPool2d(self.a["size"])
+
+
+@register
+class AdaptiveMaxPool(_Adaptive):
+    name = "adaptive_maxpool"
+    title = "adaptive max pool"
+    summary = "maximum over windows that tile the input into a fixed output size"
+
+    def counts(self, in_shape, out_shape):
+        # as maxpool: one read per window element; the windows' lengths multiply per axis
+        c, h, w = in_shape
+        oh, ow = self.a["size"]
+        return Counts(other_ops=c * adaptive_windows(h, oh) * adaptive_windows(w, ow))
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        return nn.AdaptiveMaxPool2d(self.a["size"])

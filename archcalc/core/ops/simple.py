@@ -1,7 +1,9 @@
-"""Ops without weights that keep or reshape their input: activations, dropout, flatten."""
+"""Ops without weights that keep or reshape their input: ReLU and softmax (the other
+activations are in activations.py), dropout and stochastic depth, flatten, channel shuffle."""
 from __future__ import annotations
 
-from archcalc.core.ops.base import Arg, Counts, Op, numel, probability, register
+from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, choice, feature_map, numel,
+                                    positive_int, probability, register)
 
 
 @register
@@ -70,3 +72,43 @@ class Identity(Op):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.Identity()
+
+
+@register
+class StochasticDepth(Op):
+    name = "stochastic_depth"
+    title = "stochastic depth"
+    summary = "in training drops a residual branch per sample with probability p " \
+              "(scaling the rest by 1/(1-p)); identity at inference"
+    args = {
+        "p": Arg(probability, required=True, doc="probability of dropping the branch",
+                 examples=(0.0, 0.1, 0.5)),
+        "mode": Arg(choice("row", "batch"), "row", doc="'row': drop per sample; 'batch': the "
+                                                       "whole batch at once",
+                    examples=("row", "batch")),
+    }
+
+    def to_torch(self, in_shape):
+        from archcalc.pytorch.modules import StochasticDepth as StochasticDepthModule
+        return StochasticDepthModule(self.a["p"], self.a["mode"])
+
+
+@register
+class ChannelShuffle(Op):
+    name = "channel_shuffle"
+    title = "channel shuffle"
+    summary = "interleaves the channels of its groups (ShuffleNet), a permutation"
+    args = {
+        "groups": Arg(positive_int, required=True, doc="channel groups; the channels must "
+                                                       "divide by it", examples=(1, 2, 3)),
+    }
+
+    def output_shape(self, shape):
+        c, _, _ = feature_map(shape, "channel shuffle")
+        if c % self.a["groups"]:
+            raise ShapeError(f"{c} channels cannot be split into {self.a['groups']} groups")
+        return shape
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        return nn.ChannelShuffle(self.a["groups"])

@@ -1,0 +1,49 @@
+"""Upsampling by interpolation: the decoder side of segmentation nets and FPNs."""
+from __future__ import annotations
+
+from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, choice, feature_map, fits, numel, pair,
+                                    register)
+
+# reads per output element: nearest copies one input value, bilinear weighs four neighbours
+_READS = {"nearest": 1, "bilinear": 4}
+
+
+@register
+class Upsample(Op):
+    name = "upsample"
+    title = "upsample"
+    summary = "resize each channel by a whole factor (scale) or to a size; nearest or bilinear"
+    # fvcore's upsample_nearest2d: 1 per output element; upsample_bilinear2d: 4; as here
+    fvcore = "other_ops"
+    args = {
+        "scale": Arg(pair, None, doc="whole-number factor, n or [height, width] (or give size)",
+                     examples=(1, 2, [2, 3])),
+        "size": Arg(pair, None, doc="output height and width, n or [height, width] (or give "
+                                    "scale)", examples=(1, 4, [3, 5])),
+        "mode": Arg(choice(*_READS), "nearest", doc="'nearest' or 'bilinear' (corners not "
+                                                    "aligned, PyTorch's default)",
+                    examples=("nearest", "bilinear")),
+    }
+
+    def __init__(self, **values):
+        if (values.get("scale") is None) == (values.get("size") is None):
+            raise ArgError("takes one of 'scale' and 'size'")
+        super().__init__(**values)
+
+    def output_shape(self, shape):
+        c, h, w = feature_map(shape, "upsampling")
+        if self.a["size"] is not None:
+            return (c,) + self.a["size"]
+        sh, sw = self.a["scale"]
+        return fits((c, h * sh, w * sw), "upsampling")
+
+    def counts(self, in_shape, out_shape):
+        return Counts(other_ops=_READS[self.a["mode"]] * numel(out_shape))
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        corners = False if self.a["mode"] == "bilinear" else None
+        if self.a["size"] is not None:
+            return nn.Upsample(size=self.a["size"], mode=self.a["mode"], align_corners=corners)
+        return nn.Upsample(scale_factor=tuple(float(s) for s in self.a["scale"]),
+                           mode=self.a["mode"], align_corners=corners)

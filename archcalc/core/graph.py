@@ -18,7 +18,7 @@ from archcalc.errors import Position, SpecError, did_you_mean
 from archcalc.core.ops import OPS, ArgError, Counts, Op, Shape, ShapeError
 from archcalc.core.ops.base import positive_int
 from archcalc.core.spec import (IDENTIFIER, Block, Branches, Call, Expr, From, Head, OpCall,
-                                PaperFigure, Seq, Spec, Stage, call_args, check_stage,
+                                PaperFigure, Seq, Spec, Stage, _without, call_args,
                                 setting_value)
 
 INPUT = ":input"        # the network's input, as a producer (no layer can have this name)
@@ -365,14 +365,7 @@ class _Builder:
 
     def stage(self, stage: Stage, env, shape) -> Seq:
         """The stage as the sequence of its repeats: block calls named 0, 1, 2, ..."""
-        block = self.spec.blocks.get(stage.block)
-        if block is None:   # a setting (or block argument) that names the block
-            value, _ = env.get(stage.block, (None, None))
-            block = self.spec.blocks.get(value) if isinstance(value, str) else None
-            if block is None:
-                raise SpecError(f"stage: '{stage.block}' is {value!r}, not a block's name"
-                                f"{did_you_mean(str(value), self.spec.blocks)}", stage.block_pos)
-            check_stage(stage, block)
+        block = self.stage_block(stage.block, stage.block_pos, env)
         raw, pos = _resolve(stage.repeat, stage.repeat_pos, env, shape)
         try:
             count = positive_int(raw)
@@ -388,8 +381,24 @@ class _Builder:
         for i in range(count):
             parts = [stage.args] + ([stage.first] if i == 0 else []) + \
                 ([stage.last] if i == count - 1 else [])
-            calls.append(Call(block.name, _merged(parts), str(i), stage.pos))
+            args = _merged(parts)
+            name = block.name
+            if "block" in args:     # first: {block: ...}: another block for this repeat
+                name = self.stage_block(args["block"], args.value_pos["block"], env).name
+                args = _without(args, "block")
+            calls.append(Call(name, args, str(i), stage.pos))
         return Seq(calls, None, stage.pos)
+
+    def stage_block(self, name: str, pos: Position, env) -> Block:
+        """The block a stage names: a block, or a setting (or argument) whose value names one."""
+        block = self.spec.blocks.get(name)
+        if block is None:
+            value, _ = env.get(name, (None, None))
+            block = self.spec.blocks.get(value) if isinstance(value, str) else None
+            if block is None:
+                raise SpecError(f"stage: '{name}' is {value!r}, not a block's name"
+                                f"{did_you_mean(str(value), self.spec.blocks)}", pos)
+        return block
 
     # -- leaves ----------------------------------------------------------------------------
     def layer(self, call: OpCall, path, env, shape, row) -> Layer:

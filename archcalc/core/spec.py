@@ -64,7 +64,8 @@ class Call:
 @dataclass
 class Stage:
     """A block stamped ``repeat`` times, the repeats named ``0, 1, 2, ...``; ``first`` and
-    ``last`` override arguments of the first and last repeat (the one that strides)."""
+    ``last`` override arguments of the first and last repeat (the one that strides), and may
+    name another ``block`` for it (the one with a projection shortcut)."""
 
     block: str                      # a block's name, or a setting whose value names one
     block_pos: Position
@@ -492,13 +493,15 @@ class _Reader:
             block = spec.blocks[call.block]
             _name_from_args(call, block)
             call_args(call, block)
+        known = list(spec.blocks) + list(spec.settings)
         for stage in self.stages:
-            if stage.block in spec.blocks:
-                check_stage(stage, spec.blocks[stage.block])
-            elif stage.block not in spec.settings:
-                raise SpecError(f"stage: no block or setting named '{stage.block}'"
-                                f"{did_you_mean(stage.block, list(spec.blocks) + list(spec.settings))}",
-                                stage.block_pos)
+            named = [(stage.block, stage.block_pos)] + [
+                (part["block"], part.value_pos["block"]) for part in (stage.first, stage.last)
+                if "block" in part]
+            for block, pos in named:
+                if not isinstance(block, str) or block not in known:
+                    raise SpecError(f"stage: no block or setting named {block!r}"
+                                    f"{did_you_mean(str(block), known)}", pos)
 
     # -- expressions -----------------------------------------------------------------------
     def expr(self, value, pos, where, name=None) -> Expr:
@@ -604,19 +607,6 @@ class _Reader:
         if not isinstance(value, yamlpos.PosDict):
             raise SpecError(f"{where} must be a mapping", pos)
         return value
-
-
-def check_stage(stage: Stage, block: Block) -> None:
-    """A stage's argument names, and that every repeat gives each required argument."""
-    for part in (stage.args, stage.first, stage.last):
-        _check_keys(part, block.params, f"stage of block '{block.name}'")
-    for ends in (stage.first, stage.last):
-        missing = [p for p in block.params if p not in block.defaults
-                   and p not in stage.args and p not in ends]
-        if missing:
-            raise SpecError(f"stage of block '{block.name}' is missing argument "
-                            f"{', '.join(repr(m) for m in missing)} (give it in 'args')",
-                            stage.pos)
 
 
 def call_args(call: Call, block: Block) -> List[Tuple[Any, Position]]:

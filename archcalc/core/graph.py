@@ -366,7 +366,7 @@ class _Builder:
     def stage(self, stage: Stage, env, shape) -> Seq:
         """The stage as the sequence of its repeats: block calls named 0, 1, 2, ..."""
         block = self.stage_block(stage.block, stage.block_pos, env)
-        raw, pos = _resolve(stage.repeat, stage.repeat_pos, env, shape)
+        raw, pos = _within("stage: 'repeat'", (stage.repeat, stage.repeat_pos), env, shape)
         try:
             count = positive_int(raw)
         except ArgError as exc:
@@ -444,7 +444,7 @@ class _Builder:
                     raise SpecError(f"layer '{path}': {call.op} needs '{key}'", call.pos)
                 values[key] = arg.check(arg.default) if arg.default is not None else None
                 continue
-            raw, pos = _resolve(*given[key], env, shape)
+            raw, pos = _within(f"layer '{path}': {call.op} '{key}'", given[key], env, shape)
             try:
                 values[key] = arg.check(raw)
             except ArgError as exc:
@@ -463,7 +463,8 @@ class _Builder:
         if block.name in self.calling:
             raise SpecError(f"block '{block.name}' calls itself", call.pos)
         self.calling.append(block.name)
-        args = [_resolve(v, p, env, shape) for v, p in call_args(call, block)]
+        args = [_within(f"block '{block.name}' argument '{param}'", given, env, shape)
+                for param, given in zip(block.params, call_args(call, block))]
         return block, {**self.globals, **dict(zip(block.params, args))}
 
     def call_info(self, expr: Expr, shape: Shape):
@@ -507,6 +508,14 @@ def _resolve(raw, pos, env, shape: Optional[Shape]):
     if isinstance(raw, list):
         return [_resolve(v, pos, env, shape)[0] for v in raw], pos
     return raw, pos
+
+
+def _within(where: str, given, env, shape):
+    """``_resolve`` of a (raw, position), an expression's error saying where it was."""
+    try:
+        return _resolve(*given, env, shape)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc.message}", exc.pos) from None
 
 
 def _shown(raw, pos, env, shape) -> Any:

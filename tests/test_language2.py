@@ -173,6 +173,14 @@ def test_from_refuses_what_is_not_an_earlier_layer(edit, message):
         build(spec(text))
 
 
+def test_a_layer_that_a_from_passes_over_is_refused():
+    text = SKIPS.replace("out: {concat: [{from: tail}, [{from: merge}, gap]]}",
+                         "out: [{from: tail}, flatten]")
+    with pytest.raises(SpecError, match="lang.yaml:7:11: layer 'merge': its output reaches no "
+                                        "later layer and is not the network's output"):
+        build(spec(text))
+
+
 def test_the_built_model_follows_the_from_edges():
     torch = pytest.importorskip("torch")
     from archcalc.pytorch.build import build_model

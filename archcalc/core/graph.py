@@ -197,6 +197,7 @@ def _build(spec: Spec, variant, input_shape, heads: bool, settings, overrides) -
         outputs[row.name] = group.out_shape
         shape = group.out_shape
         builder.previous = row.name
+    _check_used([l for r in rows for l in r.group.layers()], builder.current)
     built, named = [], set()
     for head in spec.heads:
         if head.after not in outputs:
@@ -217,6 +218,17 @@ def _build(spec: Spec, variant, input_shape, heads: bool, settings, overrides) -
     return Graph(spec, variant, tuple(input_shape or spec.input), rows, built, heads,
                  {k: v for k, (v, _) in settings.items()}, overrides,
                  frozenset(builder.referenced))
+
+
+def _check_used(layers: List[Layer], output: str) -> None:
+    """Every layer's output reaches a later layer or is the network's output: a layer that a
+    ``from:`` passed over would be counted but compute nothing the network gives."""
+    used = {name for layer in layers for name in layer.inputs} | {output}
+    for layer in layers:
+        if layer.name not in used:
+            raise SpecError(f"layer '{layer.name}': its output reaches no later layer and is "
+                            "not the network's output (a 'from:' after it takes another "
+                            "layer's); use it, or remove it", layer.pos)
 
 
 class _Builder:

@@ -1,11 +1,14 @@
 """How fast `archcalc table` answers, as a whole process, against PyTorch + fvcore for scale.
 
 Prints the median wall time, piped and under a pseudo-terminal (what people see: the rich
-table, fitted to 100 columns), of:
-  - `archcalc table specs/googlenet.yaml` (target: at most 0.3 s on a 2-core machine);
-  - the same on generated specs of 1,000 and 10,000 layers (target: at most 2 s for 10,000;
-    the ratio shows whether growth is linear);
-  - for scale: `import torch`, and building GoogLeNet in PyTorch and counting it with fvcore.
+table, fitted to 100 columns), each also as a ratio to `python -c 'import torch'` timed in the
+same run (the machine's noise cancels in a ratio), of:
+  - `archcalc table` on GoogLeNet and on the zoo's largest specs (target: at most 0.3 s on a
+    quiet 2-core machine, and 0.1 × import torch);
+  - generated specs of 1,000 and 10,000 layers, a chain and one written with stages (target
+    for 10,000: at most 2 s and 0.7 × import torch; 10,000 / 1,000 shows whether growth is
+    linear);
+  - for scale: building GoogLeNet in PyTorch and counting it with fvcore.
 
 Run: python benchmarks/table_speed.py [--repeat 7]
 """
@@ -90,6 +93,33 @@ print(t1 - t0, t2 - t1, total)
 """
 
 
+# The zoo's largest networks (by primitive layers) and the variant that makes each largest.
+ZOO = [("resnet", "resnet152"), ("densenet121", None), ("efficientnet-b0", None),
+       ("convnext-t", None), ("unet", None), ("vgg", "E")]
+
+
+def stage_spec(layers: int) -> str:
+    """``layers`` primitive layers written with stages: a conv-batchnorm-relu block stamped in
+    four stages, the way a real spec reaches that size."""
+    per_stage = layers // 12
+    lines = ["name: staged", "input: [8, 16, 16]", "blocks:", "  unit:", "    args: [out]",
+             "    body: [conv: {out: out, kernel: 3}, batchnorm: {act: relu}]", "layers:"]
+    lines += [f"  stage{i}: {{stage: {{block: unit, repeat: {per_stage}, args: {{out: 8}}}}}}"
+              for i in range(4)]
+    return "\n".join(lines) + "\n"
+
+
+def count_layers(cmd: list, spec: str, variant) -> int:
+    args = cmd + ["table", spec, "--detail", "-f", "csv"] + (["--variant", variant] if variant else [])
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return len(out.splitlines()) - 2        # the header and the total
+
+
+def both(cmd: list, repeat: int) -> dict:
+    return {how: median_seconds(cmd, repeat, run)
+            for how, run in (("piped", piped), ("pty", in_terminal))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
@@ -97,42 +127,46 @@ def main() -> None:
     cmd = archcalc_command()
     print(f"archcalc: {' '.join(cmd)} · python {sys.version.split()[0]} · "
           f"median of {args.repeat} runs, whole processes, piped and under a 100-column pty")
-    googlenet = cmd + ["table", str(ROOT / "specs" / "googlenet.yaml")]
-    figures = {("googlenet", how): median_seconds(googlenet, args.repeat, run)
-               for how, run in (("piped", piped), ("pty", in_terminal))}
-    print(f"  table googlenet.yaml           {figures['googlenet', 'piped']:6.3f} s piped, "
-          f"{figures['googlenet', 'pty']:.3f} s in a terminal   (target ≤ 0.3 s)")
+    torch_s = median_seconds([sys.executable, "-c", "import torch"], args.repeat)
+    print(f"  for scale: python -c 'import torch'   {torch_s:6.3f} s")
+    figures = {}
+
+    def show(label: str, key, target: str, ratio_target: str) -> None:
+        f = figures[key]
+        print(f"  {label:<34} {f['piped']:6.3f} s piped ({f['piped'] / torch_s:.2f} × torch), "
+              f"{f['pty']:.3f} s in a terminal ({f['pty'] / torch_s:.2f} × torch)   "
+              f"(target ≤ {target}, ≤ {ratio_target} × torch)")
+
+    figures["googlenet"] = both(cmd + ["table", str(ROOT / "specs" / "googlenet.yaml")],
+                                args.repeat)
+    show("table googlenet", "googlenet", "0.3 s", "0.1")
+    for spec, variant in ZOO:
+        if not (ROOT / "specs" / f"{spec}.yaml").exists():
+            continue
+        command = cmd + ["table", spec] + (["--variant", variant] if variant else [])
+        figures[spec] = both(command, args.repeat)
+        label = f"table {spec}{' --variant ' + variant if variant else ''}"
+        show(f"{label} ({count_layers(cmd, spec, variant):,} layers)", spec, "0.3 s", "0.1")
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (1_000, 10_000):
-            path = Path(tmp) / f"chain{n}.yaml"
-            path.write_text(generated_spec(n))
-            for how, run in (("piped", piped), ("pty", in_terminal)):
-                figures[n, how] = median_seconds(cmd + ["table", str(path)],
-                                                 max(3, args.repeat // 2), run)
-            print(f"  table, {n:>6,} layers           {figures[n, 'piped']:6.3f} s piped, "
-                  f"{figures[n, 'pty']:.3f} s in a terminal" +
-                  ("   (target ≤ 2 s)" if n == 10_000 else ""))
-        print(f"  10,000 / 1,000 layers          "
-              f"{figures[10_000, 'piped'] / figures[1_000, 'piped']:6.1f} ×   (piped, start-up "
-              "included)")
-        per = {n: (figures[n, "piped"] - figures["googlenet", "piped"]) / n * 1e6
-               for n in (1_000, 10_000)}
-        print(f"  per layer beyond start-up      {per[1_000]:6.0f} µs at 1,000, {per[10_000]:.0f} µs "
-              "at 10,000 (equal: linear)")
+        for name, text, n in (("chain", generated_spec(1_000), 1_000),
+                              ("chain", generated_spec(10_000), 10_000),
+                              ("stages", stage_spec(10_000), 10_000)):
+            path = Path(tmp) / f"{name}{n}.yaml"
+            path.write_text(text)
+            figures[name, n] = both(cmd + ["table", str(path)], max(3, args.repeat // 2))
+            show(f"table, {n:,} layers ({name})", (name, n), "2 s" if n == 10_000 else "—",
+                 "0.7" if n == 10_000 else "—")
+    print(f"  10,000 / 1,000 layers (chain)      "
+          f"{figures['chain', 10_000]['piped'] / figures['chain', 1_000]['piped']:6.1f} ×   "
+          "(piped, start-up included)")
     try:
         out = subprocess.run([sys.executable, "-c", TORCH_PROBE], check=True,
                              capture_output=True, text=True).stdout.split()
     except (subprocess.CalledProcessError, IndexError) as exc:
         print(f"  for scale: torch + fvcore unavailable ({exc})")
         return
-    torch_s = float(out[0])
-    print(f"  for scale: import torch        {torch_s:6.3f} s")
-    print(f"  for scale: build + fvcore      {float(out[1]):6.3f} s   "
+    print(f"  for scale: build + fvcore googlenet {float(out[1]):6.3f} s   "
           f"(fvcore total {int(float(out[2])):,} MACs)")
-    for key, label in ((("googlenet", "pty"), "googlenet, pty"),
-                       ((10_000, "piped"), "10,000 layers, piped"),
-                       ((10_000, "pty"), "10,000 layers, pty")):
-        print(f"  {label:<29} {figures[key] / torch_s:6.2f} × import torch")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,44 @@ from tests.conftest import SPECS
 
 GOOGLENET = (SPECS / "googlenet.yaml").read_text(encoding="utf-8")
 CIFAR = (SPECS / "cifar-cnn.yaml").read_text(encoding="utf-8")
+# Spec language 2 in one small spec: settings, variants, defaults, expressions, stages, from:,
+# the joins mul and crop, whole-network figures
+LANG2 = """name: lang2
+input: [3, 32, 32]
+settings: {width: 1.0, n: 2, unit: res}
+variants:
+  base: {settings: {}, paper: {params: 20K}}
+  wide: {settings: {width: 1.5}}
+paper: {ops: 5M}
+paper_params: params
+blocks:
+  res:
+    args: [out, {stride: 1}]
+    body:
+      - conv: {name: conv1, out: out, kernel: 3, stride: stride, bias: false}
+      - batchnorm: {name: bn1, act: relu}
+      - conv: {name: conv2, out: "cin", kernel: 3, groups: "cin // 4"}
+      - mul: [{from: conv2}, [gap, conv: {out: "cin", kernel: 1, act: sigmoid}]]
+      - add: [{from: mul}, [{from: input}, conv: {name: proj, out: out, kernel: 1, stride: stride}]]
+layers:
+  stem: {conv: {out: "make_divisible(16 * width, 8)", kernel: 3}}
+  layer1: {stage: {block: unit, repeat: n, args: {out: "round(16 * width)"}, first: {stride: 2}}}
+  up: {upsample: {scale: 2}}
+  crop: {crop: [{from: stem}, [{from: up}, conv: {out: 8, kernel: 3, padding: valid}]]}
+  pool: {concat: [[{from: layer1}, gap], [{from: crop}, gap]]}
+  head: [flatten, linear: {out: 10}]
+"""
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 300), st.floats(allow_nan=True),
-                    st.sampled_from(["same", "valid", "relu", "conv", "n1x1", "3a", "", "x.y"]))
+                    st.sampled_from(["same", "valid", "relu", "conv", "n1x1", "3a", "", "x.y",
+                                     "cin * 2", "cin / 0", "make_divisible(cin * 0.75, 8)",
+                                     "ceil(hin / 3)", "width", "input", "1e400", "max()"]))
 keys = st.sampled_from(["input", "layers", "blocks", "heads", "defaults", "conv", "maxpool",
                         "linear", "concat", "add", "seq", "out", "kernel", "stride", "padding",
                         "args", "body", "variants", "after", "use", "paper", "params", "ops",
-                        "name", "ceil", "groups", "act", "p", "inception", "zz"])
+                        "name", "ceil", "groups", "act", "p", "inception", "zz", "stage",
+                        "from", "repeat", "first", "last", "block", "settings", "mul", "crop",
+                        "upsample", "scale", "paper_params", "width"])
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)), max_leaves=25)
 
@@ -44,7 +75,7 @@ def test_random_documents(doc):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.randoms(use_true_random=False), st.sampled_from([GOOGLENET, CIFAR]),
+@given(st.randoms(use_true_random=False), st.sampled_from([GOOGLENET, CIFAR, LANG2]),
        st.integers(1, 4))
 def test_mutated_specs(rnd: random.Random, base: str, edits: int):
     lines = base.splitlines()
@@ -82,7 +113,7 @@ def _expand(rnd: random.Random, lines: list) -> None:
     layer = [i for i, line in enumerate(lines) if line.startswith("  ") and ": " in line
              and not line.startswith("   ")]
     i = rnd.choice(layer) if layer else rnd.randrange(len(lines))
-    kind = rnd.randrange(6)
+    kind = rnd.randrange(8)
     if kind == 0:                                       # billion laughs, at the top or inside
         where = rnd.choice([0, i])
         bomb = _bomb(rnd)
@@ -116,6 +147,23 @@ def _expand(rnd: random.Random, lines: list) -> None:
             lines[1:1] = ["blocks:"] + chain
         key = lines[i].partition(": ")[0] if layer else "  zzrow"
         lines[i] = f"{key}: zz0"
+    elif kind == 6:                                     # a stage repeated beyond reason
+        count = rnd.choice(["99999", "2147483647", "'ceil(10 ** 3)'", "'9' ", "'n * 99999'",
+                            "'make_divisible(1e90, 8)'", "0", "-1", "'1 / 3'"])
+        key = lines[i].partition(": ")[0] if layer else "  zzrow"
+        lines[i] = f"{key}: {{stage: {{block: zzs, repeat: {count}, args: {{}}}}}}"
+        stage = ["  zzs: {body: [{stage: {block: zzt, repeat: 400, args: {}}}]}",
+                 "  zzt: {body: [relu, relu]}"]
+        if "blocks:" in lines:
+            at = lines.index("blocks:") + 1
+            lines[at:at] = stage
+        else:
+            lines[1:1] = ["blocks:"] + stage
+    elif kind == 7:                                     # expressions that blow up or nest
+        expr = rnd.choice(["'(' * 500 + '1' + ')' * 500", "'9' * 900", "'1+' * 400 + '1'",
+                           "'cin * ' * 300 + 'cin'"])
+        key = lines[i].partition(": ")[0] if layer else "  zzrow"
+        lines[i] = f"{key}: {{conv: {{out: '{eval(expr)}', kernel: 1}}}}"
     else:                                               # a key YAML 1.1 read as a boolean
         lines[i] = rnd.choice(["  true: relu", "  no: relu", "  1:30: relu", "  010: relu"])
 
@@ -124,7 +172,7 @@ def expanding_mutations(examples: int = 60) -> None:
     """A hypothesis search, meant for a limited child process (not collected by pytest)."""
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(st.randoms(use_true_random=False), st.sampled_from([GOOGLENET, CIFAR]),
+    @given(st.randoms(use_true_random=False), st.sampled_from([GOOGLENET, CIFAR, LANG2]),
            st.integers(1, 2))
     def search(rnd: random.Random, base: str, edits: int):
         lines = base.splitlines()

@@ -114,7 +114,7 @@ def test_a_stage_counts_each_repeat_with_its_own_block():
     # layer2.0: 16·8·9 + 16·16·9 + a 1×1 projection 16·8; layer2.1: 2 × 16·16·9; all on 8×8
     weights = (16 * 8 * 9 + 16 * 16 * 9 + 16 * 8) + 2 * 16 * 16 * 9
     assert rows[1].params == weights and rows[1].macs == weights * 8 * 8
-    assert (rows[0].type, rows[1].type) == ("res ×3", "res ×2")
+    assert (rows[0].type, rows[1].type) == ("res ×3", "res_down ×1 + res ×1")
 
 
 def test_a_stage_of_0_repeats_says_so():

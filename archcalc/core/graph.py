@@ -251,7 +251,7 @@ class _Builder:
         # containers being built: (path, in shape, input node, input producer, is a scope)
         self.open: List[Tuple[str, Shape, str, str, bool]] = []
         self.referenced: set = set()
-        self.stages: Dict[int, Tuple[str, int]] = {}    # each stage's block and repeat count
+        self.stages: Dict[int, str] = {}    # each stage's blocks and repeats, for its row
         self.later_rows = {row.name for row in spec.rows}
 
     # -- containers ------------------------------------------------------------------------
@@ -388,7 +388,6 @@ class _Builder:
             raise SpecError(f"stage: {count:,} repeats are more than the limit of "
                             f"{self.max_layers:,} layers "
                             f"{limits.how_to_raise('ARCHCALC_MAX_LAYERS')}", pos)
-        self.stages[id(stage)] = (block.name, count)
         calls = []
         for i in range(count):
             parts = [stage.args] + ([stage.first] if i == 0 else []) + \
@@ -399,6 +398,7 @@ class _Builder:
                 name = self.stage_block(args["block"], args.value_pos["block"], env).name
                 args = _without(args, "block")
             calls.append(Call(name, args, str(i), stage.pos))
+        self.stages[id(stage)] = _stage_label([call.block for call in calls])
         return Seq(calls, None, stage.pos)
 
     def stage_block(self, name: str, pos: Position, env) -> Block:
@@ -483,9 +483,8 @@ class _Builder:
         """The block a row calls (``bottleneck ×3`` for a stage) and its arguments by name as
         they were worked out (a stage's: those every repeat shares), for tables that show them."""
         if isinstance(expr, Stage):
-            name, count = self.stages[id(expr)]
+            label = self.stages[id(expr)]
             given = [(key, (expr.args[key], expr.args.value_pos[key])) for key in expr.args]
-            label = f"{name} ×{count}"
         elif isinstance(expr, Call):
             block = self.spec.blocks[expr.block]
             given, label = list(zip(block.params, call_args(expr, block))), block.name
@@ -520,6 +519,18 @@ def _resolve(raw, pos, env, shape: Optional[Shape]):
     if isinstance(raw, list):
         return [_resolve(v, pos, env, shape)[0] for v in raw], pos
     return raw, pos
+
+
+def _stage_label(blocks: List[str]) -> str:
+    """What a stage's row says it is: its blocks in order, each with its repeats
+    (``bottleneck ×3``; ``basic_down ×1 + basic ×1``)."""
+    runs: List[List] = []
+    for name in blocks:
+        if runs and runs[-1][0] == name:
+            runs[-1][1] += 1
+        else:
+            runs.append([name, 1])
+    return " + ".join(f"{name} ×{n}" for name, n in runs)
 
 
 def _within(where: str, given, env, shape):

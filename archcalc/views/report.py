@@ -62,10 +62,14 @@ def _unit(printed: str) -> str:
 
 def paper_table(report: Report) -> Table:
     """One row per spec row, as Table 1 lays them out, with the audit beside the paper's."""
-    blocks = {}
+    blocks: dict = {}       # the block args' names → the blocks (a stage's too) taking them
     for r in report.rows:
         if r.block_args:
-            blocks.setdefault(r.type, list(r.block_args))
+            names = blocks.setdefault(tuple(r.block_args), [])
+            for part in r.type.split(" + "):
+                block = part.split(" ×")[0]
+                if block not in names:
+                    names.append(block)
     audited = [q for q in ("params", "ops") if any(q in r.paper for r in report.rows)]
     # On a narrow terminal the block args go first, then patch/stride and depth, then the
     # audit's computed figures (its Δ says how they compare); name, shape, params, MACs stay.
@@ -101,7 +105,8 @@ def paper_table(report: Report) -> Table:
     footer += [None] * (3 * len(audited))
     notes = [report.source] if report.source else []
     notes.append(conventions())
-    notes += [f"block args of {name}: {', '.join(args)}" for name, args in blocks.items()]
+    notes += [f"block args of {', '.join(names)}: {', '.join(args)}"
+              for args, names in blocks.items()]
     if audited or report.paper:
         notes.append(audit_note(report))
     notes += [grown_note(report, g) for g in report.grown]

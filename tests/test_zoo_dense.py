@@ -215,3 +215,9 @@ def test_unet_output_depends_on_the_copied_map():
 @pytest.mark.parametrize("name", ["squeezenet1_0", "densenet121"])
 def test_torchvision_models_compute_what_the_references_compute(name):
     _same_outputs(name, zoo.TORCHVISION_BUILDERS[name](), IMAGENET)
+
+
+def test_a_figure_printed_in_units_reads_in_units():
+    from archcalc.views.report import network_audit
+    assert network_audit(report("squeezenet1_0")) == (
+        "paper, whole network: params 1248424 printed, 1248424 computed (+0.0%) ✓")

@@ -287,7 +287,7 @@ class _Builder:
             finally:
                 self.calling.pop()
         if isinstance(expr, Stage):
-            return self.group(self.stage(expr, env, shape), name, path, env, shape, row, before)
+            return self.group(self.stage(expr, path, env, shape), name, path, env, shape, row, before)
         if isinstance(expr, Branches):
             return self.branches(expr, name, path, env, shape, row)
         items = expr.items if isinstance(expr, Seq) else [expr]
@@ -375,18 +375,18 @@ class _Builder:
         raise SpecError(f"layer '{path}': 'from: {target}' names no earlier layer"
                         f"{did_you_mean(target, known)}", pos)
 
-    def stage(self, stage: Stage, env, shape) -> Seq:
+    def stage(self, stage: Stage, path: str, env, shape) -> Seq:
         """The stage as the sequence of its repeats: block calls named 0, 1, 2, ..."""
         block = self.stage_block(stage.block, stage.block_pos, env)
         raw, pos = _within("stage: 'repeat'", (stage.repeat, stage.repeat_pos), env, shape)
         try:
             count = positive_int(raw)
         except ArgError as exc:
-            raise SpecError(f"stage: 'repeat' (how many times the block repeats) {exc}",
-                            pos) from None
+            raise SpecError(f"layer '{path}': stage 'repeat' (how many times the block "
+                            f"repeats) {exc}", pos) from None
         if count > self.max_layers:
-            raise SpecError(f"stage: {count:,} repeats are more than the limit of "
-                            f"{self.max_layers:,} layers "
+            raise SpecError(f"layer '{path}': stage of {count:,} repeats is more than the "
+                            f"limit of {self.max_layers:,} layers "
                             f"{limits.how_to_raise('ARCHCALC_MAX_LAYERS')}", pos)
         calls = []
         for i in range(count):

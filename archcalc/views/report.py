@@ -51,7 +51,9 @@ def network_audit(report: Report) -> str:
     parts = []
     for q, c in report.paper.items():
         mark = "✗" if c.flag else "✓"
-        parts.append(f"{q} {c.printed} printed, {c.computed:.4g}{_unit(c.printed)} computed "
+        # at least the whole part: a figure printed in units (1248424) is not 1.248e+06
+        digits = max(4, len(f"{abs(c.computed):.0f}"))
+        parts.append(f"{q} {c.printed} printed, {c.computed:.{digits}g}{_unit(c.printed)} computed "
                      f"({c.delta_pct:+.1f}%) {mark}")
     return "paper, whole network: " + " · ".join(parts)
 

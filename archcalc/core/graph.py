@@ -378,7 +378,7 @@ class _Builder:
     def stage(self, stage: Stage, path: str, env, shape) -> Seq:
         """The stage as the sequence of its repeats: block calls named 0, 1, 2, ..."""
         block = self.stage_block(stage.block, stage.block_pos, env)
-        raw, pos = _within("stage: 'repeat'", (stage.repeat, stage.repeat_pos), env, shape)
+        raw, pos = _within(f"layer '{path}': stage 'repeat'", (stage.repeat, stage.repeat_pos), env, shape)
         try:
             count = positive_int(raw)
         except ArgError as exc:

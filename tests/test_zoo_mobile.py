@@ -5,7 +5,6 @@ reproduce torchvision's published figures; tests/test_zoo_reference.py proves th
 also at other width multipliers, set with `settings` as `--set width=...` does. The papers'
 whole-network figures are audited as the specs' headers say."""
 import json
-import time
 
 import pytest
 import torch

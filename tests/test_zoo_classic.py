@@ -99,7 +99,7 @@ def test_vgg_c_is_b_with_three_1x1_convolutions():
 # -- the papers' figures ------------------------------------------------------------------------
 # He et al. Table 1 (x 10^9 multiply-adds) against torchvision's GFLOPS, the same counting:
 # 1.814 reads as 1.8; 3.664 is 3.7, 1.8% off 3.6 (the paper rounds down); 4.089, 7.801 and 11.514
-# are ResNet v1.5's stride in the 3×3 (the paper strides in the first 1×1): 7.6%, 2.6%, 1.9% off.
+# are ResNet v1.5's stride in the 3×3 (the paper strides in the first 1×1): 7.6%, 2.7%, 1.9% off.
 RESNET_FLAGGED = {"resnet18": False, "resnet34": True, "resnet50": True, "resnet101": True,
                   "resnet152": True}
 # Simonyan & Zisserman Table 2, millions, all trainable: 132.9, 133.0, 133.6, 138.4, 143.7.

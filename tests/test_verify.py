@@ -74,7 +74,17 @@ def test_every_layer_agrees(results, spec, variant, heads):
         assert {l.name for l in result.layers} >= {"aux1.fc", "aux2.conv", "aux2.softmax"}
 
 
-@pytest.mark.parametrize("name", [p.stem for p in bundled_specs()])
+def _by_cost(paths, slow_macs=20e9):
+    """Each bundled spec; those heavier than ``slow_macs`` (U-Net's 150 G on a 572×572 tile, a
+    dozen seconds on CPU) marked slow, so that the everyday run stays short."""
+    from archcalc.core import analysis
+    from archcalc.core.spec import load
+    for path in paths:
+        macs = analysis.analyze(build(load(path))).totals.macs
+        yield pytest.param(path.stem, marks=[pytest.mark.slow] if macs > slow_macs else [])
+
+
+@pytest.mark.parametrize("name", _by_cost(bundled_specs()))
 def test_every_bundled_spec_agrees_with_its_heads(results, name):
     result = results(name, None, True)
     assert result.ok, disagreements(result)

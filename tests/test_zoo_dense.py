@@ -131,25 +131,8 @@ def test_papers_that_print_no_count_are_not_audited(name):
 
 # --- PyTorch: verify, and the built models compute what the references compute ---------------
 
-def _verify(name):
-    from archcalc.pytorch.verify import verify
-    result = verify(name, device="cpu", threads=1)
-    assert result.error is None
-    assert result.failed == []
-    assert result.ok
-
-
-def test_verify_squeezenet():
-    _verify("squeezenet1_0")
-
-
-def test_verify_densenet():
-    _verify("densenet121")
-
-
-@pytest.mark.slow  # 150 G multiply-adds, twice (forward and fvcore), on one thread
-def test_verify_unet():
-    _verify("unet")
+# Each spec is verified against PyTorch and fvcore, layer by layer, with every bundled spec in
+# tests/test_verify.py (U-Net's 150 G multiply-adds there marked slow).
 
 
 def _by_kind(model):

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Dict, List, Optional, Tuple
 
-from archcalc.core.graph import Graph, Group, Layer, Ref, Row, build
+from archcalc.core.graph import Graph, Layer, Row, build
 from archcalc.core.ops import Counts, Shape, fmt_shape
 from archcalc.core.spec import PaperFigure, Spec
 from archcalc.errors import ArchcalcError, Position, SpecError
@@ -294,7 +294,7 @@ def row_stats(row: Row, units: Dict[str, int], tolerance_pct: float,
     return RowStats(
         name=row.name, type=row_type(row, ops), patch=_row_patch(row, ops),
         block_args=dict(row.block_args), output_shape=row.out_shape,
-        depth=depth(row.group, ("weights",)), depth_with_pool=depth(row.group, ("weights", "pool")),
+        depth=depth(layers, ("weights",)), depth_with_pool=depth(layers, ("weights", "pool")),
         params=c.params, weights=c.weights, non_trainable=c.non_trainable, macs=c.macs,
         other_ops=c.other_ops, paper=paper, head=row.head is not None)
 
@@ -328,15 +328,16 @@ def _row_patch(row: Row, ops: List[Layer]) -> Optional[str]:
     return patches[-1] if patches else None
 
 
-def depth(node, kinds: Tuple[str, ...]) -> int:
-    """Layers of the given depth kinds on the longest path through ``node``."""
-    if isinstance(node, Layer):
-        return 1 if node.op.depth in kinds else 0
-    if isinstance(node, Ref):
-        return 0
-    if node.join is None:       # a sequence: its children one after another
-        return sum(depth(c, kinds) for c in node.children)
-    return max(depth(c, kinds) for c in node.children) + depth(node.join, kinds)
+def depth(layers: List[Layer], kinds: Tuple[str, ...]) -> int:
+    """Layers of the given depth kinds on the longest path through ``layers`` (a row's, in
+    execution order), following each layer's inputs: a ``from:`` edge makes a path branch off
+    as a join's branches do, so ResNet's projection written after ``from: input`` is beside
+    the main path, not after it. Inputs from outside the row start a path at 0."""
+    deepest: Dict[str, int] = {}
+    for layer in layers:
+        before = max((deepest.get(p, 0) for p in layer.inputs), default=0)
+        deepest[layer.name] = before + (1 if layer.op.depth in kinds else 0)
+    return max(deepest.values(), default=0)
 
 
 def audit(figure: PaperFigure, quantity: str, count: int, k: int, tolerance_pct: float) -> PaperCell:

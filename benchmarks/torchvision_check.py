@@ -12,7 +12,7 @@ checked here, outside CI, in a venv of its own with a matching torch/torchvision
 Measured on x86_64, Python 3.11, pip taking torch, torchvision and the CUDA wheels from the
 local disk (a few small ones from the index): the venv is 5.5 GB and the three commands above
 took 1 min 11 s wall (a CUDA build of torch; it runs on the CPU here). The check itself takes
-about 27 s on one core of a 2-core machine (every torchvision model built and run once).
+about 35 s on a shared 2-core machine (21 torchvision models, each built and run once).
 
 For each network, archcalc's side is computed WITHOUT torch (spec -> graph -> Report), and the
 torchvision model is built with weights=None, in eval mode, and run once on a 1x3x224x224 input.
@@ -28,7 +28,9 @@ Compared, each from an independent source on the torchvision side:
   is compared). The first divergence is printed.
 
 One line per network; exit status 1 if anything differs, 0 otherwise. Specs that are not bundled
-(yet) are skipped with a message.
+(yet) are skipped with a message. Not checked: networks torchvision does not have (VGG's variant
+C, the CIFAR and paper-only specs) and GoogLeNet (torchvision's has BatchNorm and auxiliary
+classifiers the paper's network, which the spec follows, has not).
 """
 from __future__ import annotations
 

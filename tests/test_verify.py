@@ -84,7 +84,7 @@ def _by_cost(paths, slow_macs=20e9):
         yield pytest.param(path.stem, marks=[pytest.mark.slow] if macs > slow_macs else [])
 
 
-@pytest.mark.parametrize("name", _by_cost(bundled_specs()))
+@pytest.mark.parametrize("name", list(_by_cost(bundled_specs())))
 def test_every_bundled_spec_agrees_with_its_heads(results, name):
     result = results(name, None, True)
     assert result.ok, disagreements(result)

@@ -84,3 +84,17 @@ def test_quick_run_learns_real_cifar10(cifar10_dir, tmp_path):
     assert metrics["dataset"] == "cifar10" and metrics["test_images"] == 10_000
     assert metrics["test_accuracy"] >= 0.60
     assert "✓ it learns" in result.stdout
+
+
+def test_quick_run_trains_the_zoos_cifar_resnet18(cifar10_dir, tmp_path):
+    """A zoo network trains as the notes' CNN does: `archcalc train --quick cifar10 --spec
+    resnet18-cifar` (stages, from: shortcuts, 0.56 G multiply-adds per image, so --quick caps
+    its steps) runs to the end, learns beyond chance and keeps its run folder."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--quick", "cifar10", "--spec", "resnet18-cifar",
+                                      "--data-dir", str(cifar10_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "11,173,962 params" in result.stdout        # the CIFAR ResNet-18's, worked by hand
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.10              # ten classes: chance is 10%
+    assert "✓ it learns" in result.stdout

@@ -125,6 +125,8 @@ class Report:
     paper: Dict[str, PaperCell] = field(default_factory=dict)  # the whole network's figures
     paper_params: str = "weights"   # what the audited parameter figures count
     settings: Dict[str, object] = field(default_factory=dict)  # the spec's settings, as built
+    overrides: Dict[str, object] = field(default_factory=dict)  # those --set changed
+    network: Optional[str] = None       # the network variant built (a spec's first by default)
 
     @property
     def flagged(self) -> List[Tuple[str, str]]:
@@ -147,6 +149,7 @@ class Report:
         return {
             "name": self.name, "source": self.source, "spec": self.spec_path,
             "input": list(self.input), "variant": self.variant,
+            "network_variant": self.network,
             "settings": {k: _plain(v) for k, v in self.settings.items()},
             "audit": {"params_unit_k": self.paper_units["params"],
                       "ops_unit_k": self.paper_units["ops"],
@@ -204,7 +207,8 @@ def analyze(graph: Graph, heads: bool = False,
                  for q, fig in network_figures(graph).items()}
     return Report(spec.name, spec.source, spec.path, graph.input_shape, graph.variant, rows,
                   layers, totals, units, tolerance_pct, skipped, grown_layers(graph), paper,
-                  spec.paper_params, dict(graph.settings))
+                  spec.paper_params, dict(graph.settings), dict(graph.overrides),
+                  network_variant(spec, graph.variant))
 
 
 def network_figures(graph: Graph) -> Dict[str, PaperFigure]:

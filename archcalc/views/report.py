@@ -17,10 +17,12 @@ STYLES = ("paper", "keras")
 
 def title_of(report: Report) -> str:
     parts = [report.name, f"input {fmt_shape(report.input)}"]
-    if report.variant:
+    if report.variant and report.variant != report.network:
         parts.append(f"variant {report.variant}")
-    if report.settings:
-        parts.append(", ".join(f"{k}={_setting(v)}" for k, v in report.settings.items()))
+    if report.network:
+        parts.append(report.network)
+    if report.overrides:
+        parts.append(", ".join(f"{k}={_setting(v)}" for k, v in report.overrides.items()))
     return " · ".join(parts)
 
 

@@ -304,3 +304,15 @@ def test_a_run_records_its_settings_for_resume(tmp_path):
     del old["settings"]                 # a run folder from before settings existed
     (tmp_path / "run.json").write_text(json.dumps(old))
     assert RunInfo.load(tmp_path).settings == {}
+
+
+def test_compare_of_two_networks_neither_the_default_feeds_both_from_a():
+    """resnet18 vs resnet34 (the default is resnet50): each stage is fed what ResNet-18 feeds
+    it, not ResNet-50's 4× wider maps."""
+    c = compare.run("resnet18", "resnet34", "resnet")
+    layer2 = next(p for p in c.modules if p.name == "layer2")
+    assert layer2.input_channels == 64 and c.fed_by == "resnet18"
+    # ResNet-18's layer2: a projecting basic block (3×3 64→128, 3×3 128→128, 1×1 64→128) and a
+    # plain one (two 3×3 128→128), five BatchNorms whose γ count as weights (β as biases)
+    weights = 64 * 128 * 9 + 128 * 128 * 9 + 64 * 128 + 2 * 128 * 128 * 9 + 5 * 128
+    assert layer2.a.weights == weights == 524_928

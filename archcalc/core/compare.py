@@ -205,8 +205,12 @@ def compare_variants(spec: Spec, a: str, b: str, input_shape: Optional[Shape] = 
     if a == b:
         raise ArchcalcError(f"'{a}' twice: name two different variants "
                             f"({', '.join(spec.variants)})", Position(spec.path))
-    fed_by = _default_variant(spec)
-    feed = graph.build(spec, fed_by, input_shape, settings=common)
+    fed_by, feed_settings = _default_variant(spec), common
+    if spec.network_variants and fed_by not in (side_a[0], side_b[0]) and \
+            side_a[0] in spec.network_variants:
+        # two networks of which neither is the default (resnet18 vs resnet34): A feeds both
+        fed_by, feed_settings = side_a
+    feed = graph.build(spec, fed_by, input_shape, settings=feed_settings)
     modules = [pair for pair in (_same_input(spec, row, fed.group.in_shape, side_a, side_b)
                                  for row, fed in zip(spec.rows, feed.rows)) if pair]
     if not modules:

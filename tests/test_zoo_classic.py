@@ -239,3 +239,18 @@ def test_verify_agrees_on_every_layer(key):
     result = verify(*key, device="cpu", threads=1)
     assert result.ok, result.failed
     assert all(layer.ok for layer in result.layers)
+
+
+def test_resnet50_paper_stride_placement_accounts_for_the_flag():
+    """The README's account of ResNet-50's flag, in arithmetic: torchvision strides the first
+    bottleneck of layer2–4 in its 3×3, the paper in its first 1×1. Only that 1×1 changes: it
+    runs at H×W instead of (H/2)×(W/2), so v1.5 spends 3/4 of its multiply-adds more."""
+    from archcalc.core import analysis, graph
+    from archcalc.core.spec import load
+    from archcalc.files import resolve_spec
+    v15 = analysis.analyze(graph.build(load(resolve_spec("resnet")), "resnet50")).totals.macs
+    # (input channels, width, the input's side) of each first 1×1 that would stride
+    extra = sum(cin * width * side * side * 3 // 4
+                for cin, width, side in ((256, 128, 56), (512, 256, 28), (1024, 512, 14)))
+    assert extra == 231_211_008
+    assert v15 - extra == 3_857_973_248          # the paper's way: 3.86 G

@@ -62,6 +62,23 @@ def test_a_required_argument_is_never_silently_something_else(call, message):
         spec(text)
 
 
+def test_a_default_is_worked_out_at_the_call_from_the_arguments_given_and_the_input():
+    text = """
+    input: [12, 4, 4]
+    settings: {out: 99}
+    blocks:
+      mlp:
+        args: [out, {hidden: "out * 4"}, {squeeze: "max(1, cin // 4)"}]
+        body: [conv: {name: a, out: hidden, kernel: 1}, conv: {name: b, out: squeeze, kernel: 1},
+               conv: {name: c, out: out, kernel: 1}]
+    layers:
+      m: {mlp: [2]}
+    """
+    g = build(spec(text))
+    # hidden: the call's out (2, not the setting's 99) × 4; squeeze: the call's input 12 // 4
+    assert [l.out_shape[0] for l in g.layers()] == [8, 3, 2]
+
+
 def test_a_default_before_a_required_argument_is_refused():
     with pytest.raises(SpecError, match="argument 'kernel' has no default but follows one"):
         spec(DEFAULTS.replace("[out, {stride: 1}, {kernel: 3}]", "[out, {stride: 1}, kernel]"))

@@ -470,14 +470,25 @@ class _Builder:
     # -- blocks ----------------------------------------------------------------------------
     def enter(self, call: Call, env, shape) -> Tuple[Block, Dict[str, Tuple[Any, Position]]]:
         """The block a call expands, and its names: the settings, then its arguments, each
-        worked out where the call is (an expression sees the caller's names and input)."""
+        worked out where the call is (an expression sees the caller's names and input; a
+        default sees the settings, the arguments the call gave and the input)."""
         block = self.spec.blocks[call.block]
         if block.name in self.calling:
             raise SpecError(f"block '{block.name}' calls itself", call.pos)
         self.calling.append(block.name)
-        args = [_within(f"block '{block.name}' argument '{param}'", given, env, shape)
-                for param, given in zip(block.params, call_args(call, block))]
-        return block, {**self.globals, **dict(zip(block.params, args))}
+        args, defaulted = {}, []
+        for param, given in zip(block.params, call_args(call, block)):
+            if given is block.defaults.get(param):
+                defaulted.append((param, given))
+            else:
+                args[param] = _within(f"block '{block.name}' argument '{param}'", given, env,
+                                      shape)
+        # a default is worked out at the call too, and may name the arguments given
+        # ({hidden: "out * 4"}): its names are the settings, those arguments and the input
+        for param, given in defaulted:
+            args[param] = _within(f"block '{block.name}' argument '{param}' (its default)",
+                                  given, {**self.globals, **args}, shape)
+        return block, {**self.globals, **args}
 
     def call_info(self, expr: Expr, shape: Shape):
         """The block a row calls (``bottleneck ×3`` for a stage) and its arguments by name as

@@ -17,9 +17,9 @@ from archcalc.core import limits, yamlpos
 from archcalc.errors import Position, SpecError, did_you_mean
 from archcalc.core.ops import OPS, ArgError, Counts, Op, Shape, ShapeError
 from archcalc.core.ops.base import positive_int
-from archcalc.core.spec import (IDENTIFIER, Block, Branches, Call, Expr, From, Head, OpCall,
-                                PaperFigure, Seq, Spec, Stage, _without, call_args,
-                                setting_value)
+from archcalc.core.spec import (Block, Branches, Call, Expr, From, Head, OpCall,
+                                PaperFigure, Seq, Spec, Stage, call_args, setting_value,
+                                without)
 
 INPUT = ":input"        # the network's input, as a producer (no layer can have this name)
 
@@ -396,7 +396,7 @@ class _Builder:
             name = block.name
             if "block" in args:     # first: {block: ...}: another block for this repeat
                 name = self.stage_block(args["block"], args.value_pos["block"], env).name
-                args = _without(args, "block")
+                args = without(args, "block")
             calls.append(Call(name, args, str(i), stage.pos))
         self.stages[id(stage)] = _stage_label([call.block for call in calls])
         return Seq(calls, None, stage.pos)

@@ -429,7 +429,7 @@ class _Reader:
             where = f"layer '{name}'"
             if isinstance(body, yamlpos.PosDict) and "paper" in body:
                 paper = self.paper(body["paper"], body.value_pos["paper"], where)
-                body = _without(body, "paper")
+                body = without(body, "paper")
             rows.append(Row(name, self.expr(body, mapping.value_pos[key], where), paper,
                             mapping.key_pos[key]))
         return rows
@@ -646,7 +646,7 @@ def _name_from_args(call: Call, block: Block) -> None:
         raise SpecError(f"block '{block.name}': the call is named twice, beside it and among "
                         "its arguments", args.key_pos["name"])
     call.name = _name(args["name"], args.value_pos["name"], "name")
-    call.args = _without(args, "name")
+    call.args = without(args, "name")
 
 
 def _empty(pos: Position) -> "yamlpos.PosDict":
@@ -655,7 +655,8 @@ def _empty(pos: Position) -> "yamlpos.PosDict":
     return out
 
 
-def _without(mapping: "yamlpos.PosDict", key: str) -> "yamlpos.PosDict":
+def without(mapping: "yamlpos.PosDict", key: str) -> "yamlpos.PosDict":
+    """``mapping`` less ``key``, positions kept."""
     out = yamlpos.PosDict((k, v) for k, v in mapping.items() if k != key)
     out.pos = mapping.pos
     out.key_pos = {k: p for k, p in mapping.key_pos.items() if k != key}

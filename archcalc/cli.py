@@ -227,13 +227,8 @@ def gc_paused() -> Iterator[None]:
 
 def settings_given(pairs: Optional[List[str]]) -> Dict[str, str]:
     """``--set NAME=VALUE`` options as a mapping (the spec checks names and values)."""
-    out: Dict[str, str] = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise ArchcalcError(f"--set takes NAME=VALUE (e.g. width=0.75), got {pair!r}")
-        out[name.strip()] = value.strip()
-    return out
+    from archcalc.core.graph import parse_settings
+    return parse_settings(pairs or [], "--set")
 
 
 def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,

@@ -333,3 +333,23 @@ def test_compare_of_two_networks_neither_the_default_feeds_both_from_a():
     # plain one (two 3×3 128→128), five BatchNorms whose γ count as weights (β as biases)
     weights = 64 * 128 * 9 + 128 * 128 * 9 + 64 * 128 + 2 * 128 * 128 * 9 + 5 * 128
     assert layer2.a.weights == weights == 524_928
+
+
+def test_compare_says_which_rows_could_not_be_built_alone(tmp_path):
+    path = tmp_path / "skips.yaml"
+    path.write_text(textwrap.dedent("""
+        input: [1, 16, 16]
+        settings: {w: 8}
+        layers:
+          enc: {conv: {out: w, kernel: 3}}
+          down: [maxpool: {kernel: 2}, conv: {out: "w * 2", kernel: 3}]
+          up: [upsample: {scale: 2}, conv: {out: w, kernel: 1}]
+          merge: {concat: [{from: enc}, {from: up}]}
+    """))
+    c = compare.run("w=4", "w=8", str(path))
+    assert [p.name for p in c.modules] == ["enc", "down", "up"] and c.apart == ["merge"]
+    # merge: 2w channels of 16×16 in each whole network
+    assert (c.a.rows["merge"].out_shape, c.b.rows["merge"].out_shape) == ((8, 16, 16),
+                                                                          (16, 16, 16))
+    shown = runner.invoke(app, ["compare", "w=4", "w=8", "--spec", str(path), "-f", "json"])
+    assert json.loads(shown.stdout)["not_built_alone"] == ["merge"]

@@ -119,13 +119,7 @@ def side(text: str, common: Dict[str, str]) -> Tuple[Optional[str], Dict[str, st
     (``width=0.5``), each on top of the ``--set`` settings both sides share."""
     if "=" not in text:
         return text, dict(common)
-    settings = dict(common)
-    for pair in text.split(","):
-        name, _, value = pair.partition("=")
-        if not name.strip() or not value.strip():
-            raise ArchcalcError(f"'{text}': settings are NAME=VALUE, separated by commas")
-        settings[name.strip()] = value.strip()
-    return None, settings
+    return None, {**common, **graph.parse_settings(text.split(","), f"'{text}'")}
 
 
 @dataclass
@@ -136,6 +130,9 @@ class Comparison:
     modules: List[Pair]         # variants: the rows that differ, same input; specs: every row
     fed_by: Optional[str] = None    # variants: the variant whose network feeds the modules,
                                     # None where the blocks' first variants differ
+    # variants: rows left out of the same-input comparison, since they take an earlier row's
+    # output (from:) and cannot be built alone; they are in the whole networks
+    apart: List[str] = dataclasses.field(default_factory=list)
 
     @property
     def feeder(self) -> str:
@@ -161,7 +158,7 @@ class Comparison:
             return {**{q: n.total(q) for q in QUANTITIES}, "output_channels": widths}
 
         return {"mode": self.mode, "a": self.a.describe(), "b": self.b.describe(),
-                "fed_by": self.fed_by, "modules": modules,
+                "fed_by": self.fed_by, "modules": modules, "not_built_alone": self.apart,
                 "network": {"a": stacked(self.a), "b": stacked(self.b)},
                 "ratios": {q: self.ratio(q) for q in QUANTITIES},
                 "differences": {q: self.a.total(q) - self.b.total(q) for q in QUANTITIES}}
@@ -200,8 +197,8 @@ def compare_variants(spec: Spec, a: str, b: str, input_shape: Optional[Shape] = 
     stacked."""
     common = dict(settings or {})
     side_a, side_b = side(a, common), side(b, common)
-    net_a = network(spec, *side_a[:1], input_shape, a, side_a[1])   # raises on unknown ones
-    net_b = network(spec, *side_b[:1], input_shape, b, side_b[1])
+    net_a = network(spec, side_a[0], input_shape, a, side_a[1])    # raises on unknown ones
+    net_b = network(spec, side_b[0], input_shape, b, side_b[1])
     if a == b:
         raise ArchcalcError(f"'{a}' twice: name two different variants "
                             f"({', '.join(spec.variants)})", Position(spec.path))
@@ -211,12 +208,19 @@ def compare_variants(spec: Spec, a: str, b: str, input_shape: Optional[Shape] = 
         # two networks of which neither is the default (resnet18 vs resnet34): A feeds both
         fed_by, feed_settings = side_a
     feed = graph.build(spec, fed_by, input_shape, settings=feed_settings)
-    modules = [pair for pair in (_same_input(spec, row, fed.group.in_shape, side_a, side_b)
-                                 for row, fed in zip(spec.rows, feed.rows)) if pair]
+    modules, apart = [], []
+    for row, fed in zip(spec.rows, feed.rows):
+        try:
+            pair = _same_input(spec, row, fed.group.in_shape, side_a, side_b)
+        except SpecError:       # a row that takes an earlier row's output cannot stand alone
+            apart.append(row.name)
+            continue
+        if pair:
+            modules.append(pair)
     if not modules:
         raise ArchcalcError(f"variants '{a}' and '{b}' build the same layers in every row: "
                             "nothing to compare", Position(spec.path))
-    return Comparison("variants", net_a, net_b, modules, fed_by)
+    return Comparison("variants", net_a, net_b, modules, fed_by, apart)
 
 
 def compare_specs(spec_a: Spec, spec_b: Spec, variant: Optional[str] = None,
@@ -236,13 +240,10 @@ def compare_specs(spec_a: Spec, spec_b: Spec, variant: Optional[str] = None,
 
 def _same_input(spec: Spec, row, shape: Shape, a, b) -> Optional[Pair]:
     """``row`` built alone on ``shape`` in both sides (variant, settings); None when the two
-    are the same. A row that takes an earlier row's output (``from:``) cannot stand alone:
-    it is compared only in the whole networks."""
+    are the same. Raises SpecError for a row that cannot stand alone (its ``from:`` takes an
+    earlier row's output)."""
     alone = dataclasses.replace(spec, rows=[row], heads=[], input=shape)
-    try:
-        row_a, row_b = (graph.build(alone, v, settings=s).rows[0] for v, s in (a, b))
-    except SpecError:
-        return None
+    row_a, row_b = (graph.build(alone, v, settings=s).rows[0] for v, s in (a, b))
     if _layers(row_a) == _layers(row_b):
         return None
     return Pair(row.name, Cost.of(row_a), Cost.of(row_b))

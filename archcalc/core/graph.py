@@ -176,6 +176,18 @@ def effective_settings(spec: Spec, variant: Optional[str], given: Dict[str, Any]
     return values, changed
 
 
+def parse_settings(pairs, where: str) -> Dict[str, str]:
+    """``NAME=VALUE`` texts (``--set``, a side of ``compare``) as a mapping; the spec checks the
+    names and values when it is built."""
+    out: Dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise SpecError(f"{where} takes NAME=VALUE (e.g. width=0.75), got {pair!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def _number(raw: Any) -> Any:
     """``--set`` text as a number where it reads as one ("0.75", "10"), else the text."""
     if isinstance(raw, str) and expressions.is_expression(raw):

@@ -135,6 +135,10 @@ def _variants_table(c: Comparison) -> Table:
               f"network: every module in one variant, fed by the one before, so widths "
               f"compound; 'out (network)' are its output channels there (heads left out)",
               _units_note(A, B)]
+    if c.apart:
+        notes.append(f"not compared per module: {', '.join(c.apart)} (each takes an earlier "
+                     "row's output with from:, so it cannot be built alone); the networks "
+                     "include them")
     return Table(title(c), notes, columns, rows, footer, _network_lines(c))
 
 

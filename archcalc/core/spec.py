@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from archcalc.core import yamlpos
+from archcalc.core.expr import IDENTIFIER, exact
 from archcalc.core.limits import MAX_INT
 from archcalc.errors import Position, SpecError, did_you_mean
 from archcalc.core.ops import OPS
@@ -21,7 +22,6 @@ from archcalc.core.ops import OPS
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 PAPER_FIGURE = re.compile(r"^([0-9]{1,30}(?:\.[0-9]{1,30})?)([KMG]?)$")
 ASCII_INT = re.compile(r"^[0-9]{1,30}$")
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 STRUCTURAL = ("seq", "stage", "from")   # keys that are not ops: ops with several inputs are ops
 PAPER_QUANTITIES = ("params", "ops")
 PAPER_PARAMS = ("weights", "params")    # what a paper's parameter figures count
@@ -239,11 +239,10 @@ def _parse(doc, path: str) -> Spec:
 def setting_value(value: Any, pos: Position, what: str):
     """A setting's value: a number (kept exact, 0.75 as the fraction 3/4) or a name (text that
     an argument or a stage's ``block`` takes, like ``relu`` or ``bottleneck``)."""
-    from archcalc.core.expr import exact
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Fraction)):
         raise SpecError(f"{what} must be a number or a name, got {value!r}", pos)
     if isinstance(value, str):
-        if not IDENTIFIER.match(value):
+        if not IDENTIFIER.fullmatch(value):
             raise SpecError(f"{what} must be a number or a name (letters, digits, '_'), "
                             f"got {value!r}", pos)
         return value
@@ -367,7 +366,7 @@ class _Reader:
         mapping = self._mapping(value, pos, "'settings'")
         out = {}
         for key in mapping:
-            if not IDENTIFIER.match(str(key)) or key in INPUT_NAMES:
+            if not IDENTIFIER.fullmatch(str(key)) or key in INPUT_NAMES:
                 raise SpecError(f"setting {key!r} must be a name of letters, digits and '_' "
                                 f"(not starting with a digit), other than {', '.join(INPUT_NAMES)}",
                                 mapping.key_pos[key])
@@ -590,7 +589,7 @@ class _Reader:
         if not isinstance(block, str):
             raise SpecError(f"{where}: 'block' takes a block's name, got {block!r}",
                             body.value_pos["block"])
-        if block not in self.known_blocks and not IDENTIFIER.match(block):
+        if block not in self.known_blocks and not IDENTIFIER.fullmatch(block):
             raise SpecError(f"{where}: no block named '{block}'"
                             f"{did_you_mean(block, self.known_blocks)}", body.value_pos["block"])
         parts = {}

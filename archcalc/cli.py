@@ -7,7 +7,7 @@ import contextlib
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Dict, Iterator, List, Optional
+from typing import Annotated, Dict, Iterator, List, Optional, Tuple
 
 import typer
 
@@ -231,14 +231,19 @@ def settings_given(pairs: Optional[List[str]]) -> Dict[str, str]:
     return parse_settings(pairs or [], "--set")
 
 
-def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
-                tolerance: float, settings: Optional[List[str]] = None):
-    from archcalc.core import analysis
+def load_graph(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
+               settings: Optional[List[str]] = None):
     from archcalc.core import graph
     from archcalc.files import resolve_spec
     from archcalc.core.spec import load
-    built = graph.build(load(resolve_spec(spec)), variant, input_shape(input), heads=heads,
-                        settings=settings_given(settings))
+    return graph.build(load(resolve_spec(spec)), variant, input_shape(input), heads=heads,
+                       settings=settings_given(settings))
+
+
+def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
+                tolerance: float, settings: Optional[List[str]] = None):
+    from archcalc.core import analysis
+    built = load_graph(spec, variant, input, heads, settings)
     return analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
 
 
@@ -284,6 +289,47 @@ def table(
         elif format is not None:
             emit_table(view.make_table(result, style.value, detail), format, output, wide,
                        force)
+
+
+@app.command()
+def report(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="The page to write (whole, or not at all): FILE.html.")],
+    variant: VariantOpt = None,
+    set: SetOpt = None,
+    input: InputOpt = None,
+    heads: HeadsOpt = False,
+    compare: Annotated[Optional[Tuple[str, str]], typer.Option(
+        "--compare", metavar="A B", help="Also compare two variants of the spec (or two "
+        "specs) side by side, as `archcalc compare A B` does.")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """One self-contained HTML page: the diagram, the table (sortable, the paper's audit
+    marked), the plots, and with --compare a comparison. It opens without a network.
+
+    Example: archcalc report googlenet --compare naive reduced -o googlenet.html
+    """
+    with user_errors(), gc_paused():
+        inputs = [spec] + list(compare or ())
+        check_output(output, force, inputs)
+        if output.suffix.lower() not in (".html", ".htm"):
+            raise ArchcalcError(f"-o {output}: the report is a web page; give a file ending "
+                                "in .html")
+        from archcalc.core import analysis
+        from archcalc.views import html
+        from archcalc.views.diagram import svg
+        built = load_graph(spec, variant, input, heads, set)
+        result = analysis.analyze(built, heads=heads)
+        comparison = None
+        if compare is not None:
+            from archcalc.core import compare as comparing
+            a, b = compare
+            specs = comparing.is_spec(a) and comparing.is_spec(b)
+            comparison = comparing.run(a, b, None if specs else spec, variant if specs else None,
+                                       input_shape(input), settings_given(set))
+        emit(html.page(result, svg(built, result), comparison,
+                       html.plots(result, comparison)), output, force)
 
 
 @app.command()

@@ -7,7 +7,7 @@ import contextlib
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Dict, Iterator, List, Optional
+from typing import Annotated, Dict, Iterator, List, Optional, Union
 
 import typer
 
@@ -151,8 +151,8 @@ def input_shape(input: Optional[str]):
     return parse_input(input, Position("--input"))
 
 
-def emit(text: str, output: Optional[Path], force: bool = False) -> None:
-    """Print ``text``, or write it whole to ``output`` and say so on stderr."""
+def emit(text: Union[str, bytes], output: Optional[Path], force: bool = False) -> None:
+    """Print ``text``, or write it (text or bytes) whole to ``output`` and say so on stderr."""
     if output is None:
         sys.stdout.write(text)
         return
@@ -231,14 +231,19 @@ def settings_given(pairs: Optional[List[str]]) -> Dict[str, str]:
     return parse_settings(pairs or [], "--set")
 
 
+def load_graph(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
+               settings: Optional[List[str]] = None):
+    from archcalc.core import graph as layers
+    from archcalc.files import resolve_spec
+    from archcalc.core.spec import load
+    return layers.build(load(resolve_spec(spec)), variant, input_shape(input), heads=heads,
+                        settings=settings_given(settings))
+
+
 def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
                 tolerance: float, settings: Optional[List[str]] = None):
     from archcalc.core import analysis
-    from archcalc.core import graph
-    from archcalc.files import resolve_spec
-    from archcalc.core.spec import load
-    built = graph.build(load(resolve_spec(spec)), variant, input_shape(input), heads=heads,
-                        settings=settings_given(settings))
+    built = load_graph(spec, variant, input, heads, settings)
     return analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
 
 
@@ -284,6 +289,61 @@ def table(
         elif format is not None:
             emit_table(view.make_table(result, style.value, detail), format, output, wide,
                        force)
+
+
+# What `graph -o`'s extension says: the DOT text itself, or what Graphviz's dot renders of it.
+GRAPH_OUTPUTS = (".svg", ".png", ".dot")
+
+
+@app.command()
+def graph(
+    spec: SpecArg,
+    variant: VariantOpt = None,
+    set: SetOpt = None,
+    input: InputOpt = None,
+    heads: Annotated[bool, typer.Option(
+        "--heads", help="Draw the training-only heads where they attach.")] = False,
+    detail: Annotated[bool, typer.Option(
+        "--detail", help="One node per primitive layer, in a box per row (and per block "
+        "call and branch).")] = False,
+    show: Annotated[Optional[List[str]], typer.Option(
+        "--show", metavar="params,macs,memory",
+        help="Add these numbers to each node's label (memory: float32 outputs, batch 1); "
+        "every node's tooltip has them all.")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write to this file (whole, or not at all): .svg or .png "
+        "(laid out by Graphviz's dot), or .dot; without -o the DOT text is printed.")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """The layer graph as a diagram: rows as boxes, shaded by multiply-adds.
+
+    Edges follow the layers' real inputs (from: included); --detail expands every row into
+    its layers, with branches side by side and joins drawn as funnels.
+
+    Examples:
+      archcalc graph googlenet -o googlenet.svg
+      archcalc graph resnet --variant resnet18 --detail --show params,macs -o r18.png
+    """
+    from archcalc.core import analysis
+    from archcalc.views import diagram
+    with user_errors(), gc_paused():
+        check_output(output, force, [spec])
+        suffix = output.suffix.lower() if output is not None else ".dot"
+        if suffix not in GRAPH_OUTPUTS:
+            said = f"'{suffix}'" if suffix else "a file without an extension"
+            raise ArchcalcError(f"-o {output}: cannot tell the format from {said}; give a "
+                                f"file ending in {', '.join(GRAPH_OUTPUTS)}")
+        shown = diagram.parse_show(show)
+        if suffix != ".dot":
+            diagram.dot_program()       # before any work: a missing Graphviz is one line
+        built = load_graph(spec, variant, input, heads, set)
+        text = diagram.dot_source(built, analysis.analyze(built, heads=heads), detail, shown)
+        if suffix == ".svg":
+            emit(diagram.svg_document(text), output, force)
+        elif suffix == ".png":
+            emit(diagram.render(text, "png"), output, force)
+        else:
+            emit(text, output, force)
 
 
 @app.command()

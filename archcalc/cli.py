@@ -7,7 +7,7 @@ import contextlib
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Dict, Iterator, List, Optional, Tuple
+from typing import Annotated, Dict, Iterator, List, Optional, Tuple, Union
 
 import typer
 
@@ -151,8 +151,8 @@ def input_shape(input: Optional[str]):
     return parse_input(input, Position("--input"))
 
 
-def emit(text: str, output: Optional[Path], force: bool = False) -> None:
-    """Print ``text``, or write it whole to ``output`` and say so on stderr."""
+def emit(text: Union[str, bytes], output: Optional[Path], force: bool = False) -> None:
+    """Print ``text``, or write it (text or bytes) whole to ``output`` and say so on stderr."""
     if output is None:
         sys.stdout.write(text)
         return
@@ -233,11 +233,11 @@ def settings_given(pairs: Optional[List[str]]) -> Dict[str, str]:
 
 def load_graph(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
                settings: Optional[List[str]] = None):
-    from archcalc.core import graph
+    from archcalc.core import graph as layers
     from archcalc.files import resolve_spec
     from archcalc.core.spec import load
-    return graph.build(load(resolve_spec(spec)), variant, input_shape(input), heads=heads,
-                       settings=settings_given(settings))
+    return layers.build(load(resolve_spec(spec)), variant, input_shape(input), heads=heads,
+                        settings=settings_given(settings))
 
 
 def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
@@ -291,6 +291,61 @@ def table(
                        force)
 
 
+# What `graph -o`'s extension says: the DOT text itself, or what Graphviz's dot renders of it.
+GRAPH_OUTPUTS = (".svg", ".png", ".dot")
+
+
+@app.command()
+def graph(
+    spec: SpecArg,
+    variant: VariantOpt = None,
+    set: SetOpt = None,
+    input: InputOpt = None,
+    heads: Annotated[bool, typer.Option(
+        "--heads", help="Draw the training-only heads where they attach.")] = False,
+    detail: Annotated[bool, typer.Option(
+        "--detail", help="One node per primitive layer, in a box per row (and per block "
+        "call and branch).")] = False,
+    show: Annotated[Optional[List[str]], typer.Option(
+        "--show", metavar="params,macs,memory",
+        help="Add these numbers to each node's label (memory: float32 outputs, batch 1); "
+        "every node's tooltip has them all.")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write to this file (whole, or not at all): .svg or .png "
+        "(laid out by Graphviz's dot), or .dot; without -o the DOT text is printed.")] = None,
+    force: ForceOpt = False,
+) -> None:
+    """The layer graph as a diagram: rows as boxes, shaded by multiply-adds.
+
+    Edges follow the layers' real inputs (from: included); --detail expands every row into
+    its layers, with branches side by side and joins drawn as funnels.
+
+    Examples:
+      archcalc graph googlenet -o googlenet.svg
+      archcalc graph resnet --variant resnet18 --detail --show params,macs -o r18.png
+    """
+    from archcalc.core import analysis
+    from archcalc.views import diagram
+    with user_errors(), gc_paused():
+        check_output(output, force, [spec])
+        suffix = output.suffix.lower() if output is not None else ".dot"
+        if suffix not in GRAPH_OUTPUTS:
+            said = f"'{suffix}'" if suffix else "a file without an extension"
+            raise ArchcalcError(f"-o {output}: cannot tell the format from {said}; give a "
+                                f"file ending in {', '.join(GRAPH_OUTPUTS)}")
+        shown = diagram.parse_show(show)
+        if suffix != ".dot":
+            diagram.dot_program()       # before any work: a missing Graphviz is one line
+        built = load_graph(spec, variant, input, heads, set)
+        text = diagram.dot_source(built, analysis.analyze(built, heads=heads), detail, shown)
+        if suffix == ".svg":
+            emit(diagram.svg_document(text), output, force)
+        elif suffix == ".png":
+            emit(diagram.render(text, "png"), output, force)
+        else:
+            emit(text, output, force)
+
+
 @app.command()
 def report(
     spec: SpecArg,
@@ -317,10 +372,13 @@ def report(
             raise ArchcalcError(f"-o {output}: the report is a web page; give a file ending "
                                 "in .html")
         from archcalc.core import analysis
-        from archcalc.views import html
-        from archcalc.views.diagram import svg
+        from archcalc.views import diagram, html
         built = load_graph(spec, variant, input, heads, set)
         result = analysis.analyze(built, heads=heads)
+        try:
+            drawn = diagram.svg(built, result)
+        except diagram.MissingTool as missing:      # the page without it, saying why
+            drawn = html.Missing(str(missing))
         comparison = None
         if compare is not None:
             from archcalc.core import compare as comparing
@@ -328,7 +386,7 @@ def report(
             specs = comparing.is_spec(a) and comparing.is_spec(b)
             comparison = comparing.run(a, b, None if specs else spec, variant if specs else None,
                                        input_shape(input), settings_given(set))
-        emit(html.page(result, svg(built, result), comparison,
+        emit(html.page(result, drawn, comparison,
                        html.plots(result, comparison)), output, force)
 
 

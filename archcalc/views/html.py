@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import html
 import json
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 from archcalc.core.analysis import Report
 from archcalc.views.report import paper_table, title_of
@@ -170,10 +172,20 @@ def plots(report: Report, comparison: Optional["Comparison"] = None) -> Optional
         figures.append(plot.comparison_figure(comparison))
     out = []
     for k, figure in enumerate(figures):
-        with rc_context({"svg.fonttype": "none", "svg.id": f"plot{k}"}):
+        with rc_context({"svg.fonttype": "none"}):
             text = plot.render(figure, "svg").decode("utf-8")
-        out.append(text[text.index("<svg"):])     # no XML declaration or DOCTYPE inline
+        # no XML declaration or DOCTYPE inline; ids unique in the page
+        out.append(_prefix_ids(text[text.index("<svg"):], f"plot{k}-"))
     return out
+
+
+_REF = re.compile(r'(\bid="|href="#|url\(#)([^")]+)')
+
+
+def _prefix_ids(svg: str, prefix: str) -> str:
+    """Every id of ``svg`` and every reference to one, prefixed: matplotlib numbers its ids
+    from 1 in each file (figure_1, patch_1), so two plots in one page would share them."""
+    return _REF.sub(lambda m: m.group(1) + prefix + m.group(2), svg)
 
 
 def plots_missing() -> str:
@@ -183,11 +195,17 @@ def plots_missing() -> str:
 
 # --- the page ------------------------------------------------------------------------------
 
-def page(report: Report, diagram: Optional[str] = None,
+@dataclass
+class Missing:
+    """A part of the page that could not be made (Graphviz not installed), and why."""
+    why: str
+
+
+def page(report: Report, diagram: Union[str, Missing, None] = None,
          comparison: Optional["Comparison"] = None,
          figures: Optional[List[str]] = None) -> str:
     """The whole page. ``diagram``: inline SVG whose nodes are ``<g id="row-NAME">`` (and
-    ``layer-NAME``); ``figures``: inline SVG plots, None when they could not be drawn."""
+    ``layer-NAME``), or why there is none; ``figures``: inline SVG plots, None when they could not be drawn."""
     title = title_of(report)
     tab = paper_table(report)
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
@@ -198,16 +216,21 @@ def page(report: Report, diagram: Optional[str] = None,
     if report.source:
         parts.append(f'<p class="note">{esc(report.source)}</p>')
     parts.append('<section aria-labelledby="h-diagram"><h2 id="h-diagram">Diagram</h2>')
-    if diagram:
+    if isinstance(diagram, Missing):
+        parts.append(f'<p class="note">No diagram: {esc(diagram.why)}. The table below '
+                     'lists every row.</p>')
+    elif diagram:
         parts.append('<p class="note">Hover over, click or focus (Tab, then Enter) a node to '
-                     'see its numbers below; the table under it holds the same numbers as '
+                     'see its numbers beside it; the table under it holds the same numbers as '
                      'text.</p>')
-        parts.append(f'<div class="diagram">{diagram}</div>')
+        parts.append(f'<div class="graph-area"><div class="diagram">{diagram}</div>')
     else:
         parts.append('<p class="note">No diagram: the table below lists every row.</p>')
     parts.append('<div id="details" class="details" role="region" aria-live="polite" '
                  'aria-label="details of the selected node"><p class="note">No node selected.'
-                 '</p></div></section>')
+                 '</p></div>')
+    parts.append("</div></section>" if diagram and not isinstance(diagram, Missing)
+                 else "</section>")
     parts.append('<section aria-labelledby="h-table"><h2 id="h-table">Table</h2>')
     parts.append(lines_html(tab.notes, "note"))
     legend = (f'Sort by clicking a column header. A flagged figure is marked {FLAG} '
@@ -243,7 +266,7 @@ color:#1a1a1a;background:#fff}
 main{max-width:1200px;margin:0 auto;padding:1rem}
 h1{margin:.2rem 0}.lead{font-size:1.05rem}.note{color:#444;font-size:.9rem;margin:.3rem 0}
 .summary{margin:.3rem 0}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto;position:relative}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums;font-size:.9rem}
 caption{text-align:left;font-weight:600;padding:.3rem 0}
 th,td{padding:.2rem .5rem;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap}
@@ -263,8 +286,11 @@ tr.selected th,tr.selected td{background:#e8f0fe}
 .diagram g[tabindex]:focus{outline:3px solid #1a73e8}
 .diagram g.selected polygon,.diagram g.selected ellipse,.diagram g.selected path{stroke:#1a73e8;
 stroke-width:3}
-.details{border:1px solid #bbb;padding:.5rem 1rem;margin:.5rem 0;background:#fafafa;
-position:sticky;bottom:0}
+.graph-area{display:grid;grid-template-columns:minmax(0,1fr) minmax(16rem,26rem);gap:1rem;
+align-items:start}
+@media (max-width:50rem){.graph-area{grid-template-columns:1fr}}
+.details{border:1px solid #bbb;padding:.5rem 1rem;margin:0 0 .5rem;background:#fafafa;
+position:sticky;top:0}
 .details dl{display:grid;grid-template-columns:max-content auto;gap:.1rem 1rem;margin:.3rem 0}
 .details dt{font-weight:600}.details dd{margin:0}
 figure.plot{margin:1rem 0}figure.plot svg{max-width:100%;height:auto}

@@ -460,6 +460,63 @@ def compare(
             emit_table(view.make_table(result), format, output, wide, force)
 
 
+# --- sweep: one network over a grid of inputs and settings ---------------------------------
+
+@app.command()
+def sweep(
+    spec: SpecArg,
+    input: Annotated[Optional[str], typer.Option(
+        "--input", help="Inputs to sweep: CxS, S a size or a range start:stop:step (both ends "
+        "included; H = W), e.g. 3x128:512:32; or CxHxW, each a size or a range (every "
+        "combination).")] = None,
+    set: Annotated[Optional[List[str]], typer.Option(
+        "--set", metavar="NAME=V1,V2,...",
+        help="A setting's values to sweep (e.g. width=0.5,0.75,1.0), or one value to fix it; "
+        "several --set sweep every combination.")] = None,
+    variant: VariantOpt = None,
+    heads: HeadsOpt = False,
+    format: FormatOpt = None,
+    output: FigureOutputOpt = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw params, MACs and memory against what is swept: FILE.png or "
+        "FILE.svg.")] = None,
+    wide: WideOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Params, multiply-adds and activation memory at every point of a grid of inputs and
+    settings; a point where the spec does not fit says why, and the others go on.
+
+    Memory: activations of a forward pass at batch 1 in float32 (the input and every layer's
+    output, all counted as alive at once; parameters not included).
+
+    Examples:
+      archcalc sweep googlenet --input 3x128:512:32 --plot googlenet.png
+      archcalc sweep mobilenetv2 --set width=0.5,0.75,1.0 -o widths.csv
+    """
+    from archcalc.core import sweep as sweeping
+    from archcalc.core.spec import load
+    from archcalc.files import resolve_spec
+    from archcalc.views import sweep as view
+    from archcalc.views.table import to_json
+    with user_errors(), gc_paused():
+        check_output(output, force, [spec], plot)
+        format, output, plot = figure_output(format, output, plot)
+        if plot is not None:
+            from archcalc.views import plot as plotting
+            plotting.check_path(plot, force)
+        inputs = sweeping.parse_inputs(input) if input is not None else None
+        grid = sweeping.parse_settings_grid(set or [])
+        result = sweeping.run(load(resolve_spec(spec)), variant, inputs, grid, heads)
+        if plot is not None:
+            write_plot(plotting.sweep_figure(result), plot, force)
+        if format is Format.json:
+            emit(to_json(view.to_dict(result)), output, force)
+        elif format is not None:
+            emit_table(view.make_table(result), format, output, wide, force)
+        if format in (Format.csv, Format.json) or output is not None or format is None:
+            typer.echo(view.summary_line(result), err=True)
+
+
 def write_plot(figure, path: Path, force: bool = False) -> None:
     """Write a figure whole and say so on stderr, as emit() does for text."""
     from archcalc.views.plot import write

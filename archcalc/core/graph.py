@@ -140,16 +140,21 @@ def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape
     they are expanded and shape-checked only with ``heads``, so that a head which does not fit
     an input (a 5×5 pool on a 4×4 map) does not stop the main network's table. Their ``after:``
     names and their own names are checked always."""
-    if variant is not None and variant not in spec.variants:
-        have = f"this spec has: {', '.join(spec.variants)}" if spec.variants else \
-            "this spec has no variants"
-        raise SpecError(f"unknown variant '{variant}'; {have}", Position(spec.path))
+    check_variant(spec, variant)
     values, overrides = effective_settings(spec, variant, settings or {})
     try:
         return _build(spec, variant, input_shape, heads, values, overrides)
     except RecursionError:  # ARCHCALC_MAX_DEPTH raised beyond what Python's stack holds
         raise SpecError("the network nests too deeply for Python's stack",
                         Position(spec.path)) from None
+
+
+def check_variant(spec: Spec, variant: Optional[str]) -> None:
+    """A SpecError unless ``variant`` is None or one of the spec's (a block's or a network's)."""
+    if variant is not None and variant not in spec.variants:
+        have = f"this spec has: {', '.join(spec.variants)}" if spec.variants else \
+            "this spec has no variants"
+        raise SpecError(f"unknown variant '{variant}'; {have}", Position(spec.path))
 
 
 def effective_settings(spec: Spec, variant: Optional[str], given: Dict[str, Any]):

@@ -1,4 +1,5 @@
-"""Figures a report can use as is: per module (or row), weights and MACs as bars.
+"""Figures a report can use as is: per module (or row), weights and MACs as bars; a sweep's
+params, MACs and memory as curves against what it varies.
 
 Imported only when a plot is asked for. Figures are drawn on matplotlib's Agg canvas (no
 display, no pyplot state), rendered to bytes, then written whole: temporary file, rename.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
@@ -25,11 +27,14 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 if TYPE_CHECKING:
     from archcalc.core.analysis import Report
     from archcalc.core.compare import Comparison
+    from archcalc.core.sweep import Sweep
 
 FORMATS = {".png": "png", ".svg": "svg"}
 DPI = 150
 WIDTH, HEIGHT = 10.0, 7.0           # inches; wider when there are many bars
 COLORS = ("#d95f02", "#1b9e77")     # side a, side b (ColorBrewer Dark2, colour-blind safe)
+FAILED = "#d62728"                  # a sweep's points that did not fit: red crosses
+SERIES = COLORS + ("#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")  # Dark2
 LOG_SPREAD = 20                     # a log axis when the largest bar is this many times the least
 
 
@@ -100,6 +105,51 @@ def report_figure(report: "Report") -> Figure:
             f"{human(t.macs, True)} MACs"
     return bars(title, [r.name for r in rows], panels,
                 "row (rows without parameters or multiply-adds left out)")
+
+
+def sweep_figure(s: "Sweep") -> Figure:
+    """Params, MACs and activation memory against the first thing that varies (the input's
+    size, else a setting), one curve per value of whatever else varies; a point that did not
+    fit is a gap in its curve and a red cross at the foot of each panel; the title counts them."""
+    from archcalc.views.sweep import title, value_text
+    x_axis, others = (s.axes[0], s.axes[1:]) if s.axes else (None, [])
+    curves: Dict[str, list] = {}
+    for p in s.points:
+        label = ", ".join(f"{a.name}={value_text(a.value(p))}" for a in others) or s.name
+        curves.setdefault(label, []).append(p)
+    xs = [x_axis.value(p) if x_axis else 0 for p in s.points]
+    numeric = all(isinstance(v, (int, Fraction)) for v in xs)
+    ticks = list(dict.fromkeys(xs))             # a setting that is a name: one tick a value
+
+    def position(value) -> float:
+        return float(value) if numeric else ticks.index(value)
+    fig = Figure(figsize=(WIDTH, HEIGHT * 1.3), layout="constrained")
+    axes = fig.subplots(3, 1, sharex=True)
+    quantities = (("params", "params (biases included)"), ("macs", "multiply-adds (MACs)"),
+                  ("memory_bytes", "activation memory, bytes\n(forward, batch 1, float32)"))
+    for ax, (q, ylabel) in zip(axes, quantities):
+        for i, (label, points) in enumerate(curves.items()):
+            px = [position(x_axis.value(p) if x_axis else 0) for p in points]
+            py = [getattr(p, q) if p.ok else float("nan") for p in points]
+            ax.plot(px, py, marker="o", markersize=3, label=label,
+                    color=SERIES[i % len(SERIES)])
+        failed = sorted({position(x_axis.value(p) if x_axis else 0)
+                         for p in s.points if not p.ok})
+        if failed:      # at the foot of the panel, so the axis spans every point swept
+            ax.plot(failed, [0.02] * len(failed), linestyle="none", marker="x",
+                    color=FAILED, label="did not fit", transform=ax.get_xaxis_transform())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if (len(curves) > 1 or failed) and q == "params":
+            ax.legend(loc="best", frameon=False, fontsize=8)
+    if not numeric:
+        axes[-1].set_xticks(range(len(ticks)), [value_text(v) for v in ticks])
+    axes[-1].set_xlabel(x_axis.name if x_axis else "(nothing varies: one point)")
+    fit = f"{s.computed:,} of {len(s.points):,} points computed" + \
+        (f"; {s.failed:,} did not fit (×)" if s.failed else "")
+    fig.suptitle(f"{title(s)}\n{fit}")
+    return fig
 
 
 def bars(title: str, categories: Sequence[str], panels: Sequence[Panel], xlabel: str) -> Figure:

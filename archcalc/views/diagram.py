@@ -116,8 +116,7 @@ def diagram(graph: Graph, report: Report, detail: bool = False, show: Sequence[s
                 s = stats[layer.name]
                 numbers = _numbers(s.params, s.macs, _memory(layer.out_shape))
                 nodes.append(Node(f"layer-{layer.name}",
-                                  [_local(layer.name, row.name), layer.kind,
-                                   fmt_shape(layer.out_shape)] + _shown(numbers, show),
+                                  _layer_label(layer) + _shown(numbers, show),
                                   [layer.name, f"{layer.kind} → {fmt_shape(layer.out_shape)}"]
                                   + _shown(numbers, SHOW), s.macs,
                                   "join" if layer.is_join else "layer"))
@@ -178,13 +177,18 @@ def _outputs(rows: Sequence[Row]) -> Dict[str, str]:
 
 def _cluster(group: Group, label: str) -> Cluster:
     """A group's cluster: its own layers and join, and a sub-cluster per container inside
-    that holds layers (a branch that is only a ``from:`` draws nothing)."""
+    that holds layers (a branch that is only a ``from:`` draws nothing, and a join of such
+    branches alone, ResNet's ``add``, sits in the cluster around it)."""
     cluster = Cluster(f"group-{group.path}", label)
     for child in group.children:
         if isinstance(child, Layer):
             cluster.nodes.append(f"layer-{child.name}")
-        elif isinstance(child, Group) and any(True for _ in child.layers()):
-            cluster.clusters.append(_cluster(child, child.name))
+        elif isinstance(child, Group):
+            inside = [l.name for l in child.layers()]
+            if inside == [child.join.name if child.join else None]:
+                cluster.nodes.append(f"layer-{child.join.name}")   # a join of from:s alone
+            elif inside:
+                cluster.clusters.append(_cluster(child, child.name))
     if group.join is not None:
         cluster.nodes.append(f"layer-{group.join.name}")
     return cluster
@@ -194,10 +198,12 @@ def _row_type(report: Report, row: Row) -> str:
     return next((r.type for r in report.rows if r.name == row.name), "")
 
 
-def _local(name: str, row: str) -> str:
-    """A layer's name inside its row's cluster: ``b1x1.conv`` under 3a (the row itself when
-    the row is one layer)."""
-    return name[len(row) + 1:] if name.startswith(row + ".") else name
+def _layer_label(layer: Layer) -> List[str]:
+    """Its own name (its containers are the clusters around it), its op where that says more,
+    its output's shape. A join is named after its container, which the cluster shows."""
+    local = layer.name.rsplit(".", 1)[-1]
+    lines = [] if layer.is_join or local == layer.kind else [local]
+    return lines + [layer.kind, fmt_shape(layer.out_shape)]
 
 
 def _memory(shape) -> int:
@@ -276,7 +282,7 @@ def to_dot(d: Diagram) -> str:
 
 
 _KIND_STYLE = {
-    "join": ["shape=invtrapezium", 'style="filled"'],
+    "join": ["shape=invtrapezium", 'style="filled"', 'margin="0,0"'],
     "input": ["shape=oval", 'style="filled"'],
     "head": ['style="rounded,filled,dashed"'],
 }

@@ -42,7 +42,9 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def piped(command: list) -> None:
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=ENV)
+    # stderr too: `-o` commands say "wrote FILE" there; a failure still raises (check=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=ENV)
 
 
 def in_terminal(command: list, columns: int = 100, rows: int = 40) -> None:

@@ -6,6 +6,7 @@ counts 0), so ``verify`` checks their count by hand: one function evaluation per
 """
 from __future__ import annotations
 
+from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import Arg, Counts, Op, choice, number, numel, register
 
 
@@ -28,6 +29,17 @@ class ReLU6(_Activation):
         from torch import nn
         return nn.ReLU6()
 
+    onnx_types = ("Clip",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """Clip to [0, 6], the bounds as inputs (opset 11 on) or attributes (before)."""
+        low = onnx_args.scalar(onnx_args.const(node, initializers, 1)) \
+            if onnx_args.has_input(node, 1) else attrs.get("min")
+        high = onnx_args.scalar(onnx_args.const(node, initializers, 2)) \
+            if onnx_args.has_input(node, 2) else attrs.get("max")
+        return {} if (low, high) == (0.0, 6.0) else None
+
 
 @register
 class HardSwish(_Activation):
@@ -41,6 +53,8 @@ class HardSwish(_Activation):
         from torch import nn
         return nn.Hardswish()
 
+    onnx_types = ("HardSwish",)
+
 
 @register
 class HardSigmoid(_Activation):
@@ -53,6 +67,15 @@ class HardSigmoid(_Activation):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.Hardsigmoid()
+
+    onnx_types = ("HardSigmoid",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """ONNX's HardSigmoid is max(0, min(1, alpha·x + beta)) with alpha 0.2 by default;
+        PyTorch's (this op) has alpha 1/6 and beta 1/2."""
+        alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+        return {} if abs(alpha - 1 / 6) < 1e-6 and abs(beta - 0.5) < 1e-6 else None
 
 
 @register
@@ -93,6 +116,14 @@ class GELU(_Activation):
         from torch import nn
         return nn.GELU(approximate=self.a["approximate"])
 
+    onnx_types = ("Gelu",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """Gelu (opset 20); earlier exports spell it out with Erf, which stays opaque."""
+        approximate = attrs.get("approximate", "none")
+        return {"approximate": approximate} if approximate in ("none", "tanh") else None
+
 
 @register
 class Sigmoid(_Activation):
@@ -106,6 +137,8 @@ class Sigmoid(_Activation):
         from torch import nn
         return nn.Sigmoid()
 
+    onnx_types = ("Sigmoid",)
+
 
 @register
 class Tanh(_Activation):
@@ -118,6 +151,8 @@ class Tanh(_Activation):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.Tanh()
+
+    onnx_types = ("Tanh",)
 
 
 @register
@@ -138,3 +173,9 @@ class LeakyReLU(_Activation):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.LeakyReLU(self.a["slope"])
+
+    onnx_types = ("LeakyRelu",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        return {"slope": float(attrs.get("alpha", 0.01))}

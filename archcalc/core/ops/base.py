@@ -136,6 +136,21 @@ class Op:
     def to_torch(self, in_shape: Shape):
         raise NotImplementedError(f"op '{self.name}' has no PyTorch builder")
 
+    # --- what the ONNX importer asks (archcalc/bridge/from_onnx.py; imports no onnx) --------
+    # The ONNX op_types this op imports from; one op_type belongs to at most one op.
+    onnx_types: ClassVar[Tuple[str, ...]] = ()
+
+    @classmethod
+    def from_onnx(cls, node, attrs: Dict[str, Any], initializers: Dict[str, Any],
+                  in_shapes: Tuple[Shape, ...]) -> Optional[Dict[str, Any]]:
+        """This op's spec arguments for an ONNX ``node`` (``node.op_type``, ``node.input``) of
+        one of ``onnx_types``, or None where the node is one this op cannot express (the
+        importer then writes it as an opaque layer). ``attrs`` are the node's attributes as
+        Python values, ``initializers`` its constant inputs by name (numpy arrays: weights,
+        biases, Clip's bounds), ``in_shapes`` the shapes of its data inputs, batch dropped.
+        The default: an op without arguments (relu, sigmoid, identity)."""
+        return {}
+
 
 class Join(Op):
     """An op with several inputs, written in a spec as two or more branches on one input:

@@ -2,6 +2,7 @@
 upsamples (U-Net's up-convolution, FCN's and DCGAN's "deconvolution")."""
 from __future__ import annotations
 
+from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, ShapeError, activation, amount, boolean,
                    feature_map, fits, pair, padding, patch_text, positive_int, register, torch_padding,
                    torch_pair, window)
@@ -68,6 +69,22 @@ class Conv(Op):
                          self.a["dilation"])
         return nn.Conv2d(in_shape[0], self.a["out"], self.a["kernel"], self.a["stride"], pads,
                          self.a["dilation"], self.a["groups"], self.a["bias"])
+
+    onnx_types = ("Conv",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """Conv with a constant 4-D weight (out, in/groups, kh, kw) and pads equal on both
+        sides of each axis; asymmetric pads (TensorFlow's 'same' at stride 2) stay opaque."""
+        weight = onnx_args.const(node, initializers, 1)
+        pad = onnx_args.pads(attrs)
+        if weight is None or weight.ndim != 4 or pad is None or len(in_shapes) != 1 or \
+                (onnx_args.has_input(node, 2) and onnx_args.const(node, initializers, 2) is None):
+            return None
+        return {"out": int(weight.shape[0]), "kernel": onnx_args.spec_pair(weight.shape[2:]),
+                "stride": onnx_args.window(attrs, "strides"), "padding": pad,
+                "dilation": onnx_args.window(attrs, "dilations"),
+                "groups": int(attrs.get("group", 1)), "bias": onnx_args.has_input(node, 2)}
 
 
 @register
@@ -153,3 +170,23 @@ class ConvTranspose(Op):
         return nn.ConvTranspose2d(in_shape[0], self.a["out"], self.a["kernel"], self.a["stride"],
                                   self.a["padding"], self.a["output_padding"], self.a["groups"],
                                   self.a["bias"], self.a["dilation"])
+
+    onnx_types = ("ConvTranspose",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """ConvTranspose with a constant weight (in, out/groups, kh, kw), symmetric pads and no
+        explicit output_shape (which asks the runtime to work the padding out)."""
+        weight = onnx_args.const(node, initializers, 1)
+        pad = onnx_args.pads(attrs)
+        if weight is None or weight.ndim != 4 or pad is None or "output_shape" in attrs or \
+                len(in_shapes) != 1 or \
+                (onnx_args.has_input(node, 2) and onnx_args.const(node, initializers, 2) is None):
+            return None
+        groups = int(attrs.get("group", 1))
+        return {"out": int(weight.shape[1]) * groups,
+                "kernel": onnx_args.spec_pair(weight.shape[2:]),
+                "stride": onnx_args.window(attrs, "strides"), "padding": pad,
+                "output_padding": onnx_args.window(attrs, "output_padding", 0),
+                "dilation": onnx_args.window(attrs, "dilations"), "groups": groups,
+                "bias": onnx_args.has_input(node, 2)}

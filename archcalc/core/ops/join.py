@@ -5,7 +5,14 @@ size of the second (U-Net's copy and crop). A spec writes their inputs as branch
 (``concat: [...]`` or a mapping of branch names); see ops/base.Join."""
 from __future__ import annotations
 
+from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import Counts, Join, ShapeError, fmt_shape, numel, register
+
+
+def _joins_data(node, initializers) -> bool:
+    """An elementwise ONNX node is a join when every input is data: a constant operand (x + 3,
+    x · 0.5) is not a branch, and the node stays opaque unless the importer folds it as a bias."""
+    return len(node.input) >= 2 and onnx_args.data_count(node, initializers) == len(node.input)
 
 
 @register
@@ -30,6 +37,15 @@ class Concat(Join):
     def to_torch(self, in_shapes):
         from archcalc.pytorch.modules import Concat as ConcatModule
         return ConcatModule(dim=1)
+
+    onnx_types = ("Concat",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """Concat along the channels (axis 1, or -3 of N×C×H×W) of data inputs only."""
+        if not _joins_data(node, initializers):
+            return None
+        return {} if onnx_args.channel_axis(attrs, len(in_shapes[0]) + 1) else None
 
 
 @register
@@ -59,6 +75,12 @@ class Add(Join):
         from archcalc.pytorch.modules import Add as AddModule
         return AddModule()
 
+    onnx_types = ("Add", "Sum")
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        return {} if _joins_data(node, initializers) else None
+
 
 @register
 class Mul(Join):
@@ -84,6 +106,12 @@ class Mul(Join):
     def to_torch(self, in_shapes):
         from archcalc.pytorch.modules import Mul as MulModule
         return MulModule()
+
+    onnx_types = ("Mul",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        return {} if _joins_data(node, initializers) else None
 
 
 @register

@@ -2,6 +2,7 @@
 1×1×1024 output of average pooling."""
 from __future__ import annotations
 
+from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import Arg, Counts, Op, activation, boolean, numel, positive_int, register
 
 
@@ -36,3 +37,23 @@ class Linear(Op):
     def to_torch(self, in_shape):
         from archcalc.pytorch.modules import FlattenLinear
         return FlattenLinear(numel(in_shape), self.a["out"], bias=self.a["bias"])
+
+    onnx_types = ("Gemm", "MatMul")
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """Gemm (A · B + C) with a constant B, transposed (PyTorch's Linear: transB=1) or not,
+        and a constant C, unscaled; or MatMul of a vector by a constant matrix (no bias: the
+        importer folds an Add of a constant vector that follows it in as the bias)."""
+        weight = onnx_args.const(node, initializers, 1)
+        if weight is None or weight.ndim != 2 or len(in_shapes) != 1 or len(in_shapes[0]) != 1:
+            return None
+        if node.op_type == "MatMul":
+            return {"out": int(weight.shape[1]), "bias": False}
+        bias = onnx_args.has_input(node, 2)
+        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or \
+                attrs.get("beta", 1.0) != 1.0 or \
+                (bias and onnx_args.const(node, initializers, 2) is None):
+            return None
+        return {"out": int(weight.shape[0] if attrs.get("transB", 0) else weight.shape[1]),
+                "bias": bias}

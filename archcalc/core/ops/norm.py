@@ -2,6 +2,7 @@
 scale, a learned per-channel factor that, like a normalization's γ, rescales each channel."""
 from __future__ import annotations
 
+from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, activation, boolean, feature_map, fmt_shape,
                    number,
                    numel, positive_int, positive_number, probability, register)
@@ -50,6 +51,18 @@ class BatchNorm(Op):
         cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
         return cls(in_shape[0], eps=self.a["eps"], momentum=self.a["momentum"],
                    affine=self.a["affine"])
+
+    onnx_types = ("BatchNormalization",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """Scale, bias, mean and variance constant. ONNX's momentum weighs the old running
+        value (0.9), PyTorch's, as a spec writes it, the new batch (0.1)."""
+        if len(in_shapes) != 1 or any(onnx_args.const(node, initializers, i) is None
+                                      for i in range(1, 5)):
+            return None
+        momentum = float(f"{1 - attrs.get('momentum', 0.9):.6g}")
+        return {"eps": float(f"{attrs.get('epsilon', 1e-5):.6g}"), "momentum": momentum}
 
 
 def _affine_norm_counts(c: int, affine: bool, out_shape) -> Counts:
@@ -100,6 +113,19 @@ class LayerNorm(Op):
         from archcalc.pytorch.modules import LayerNorm2d
         return LayerNorm2d(in_shape[0], eps=self.a["eps"], elementwise_affine=self.a["affine"])
 
+    onnx_types = ("LayerNormalization",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """LayerNormalization of vectors over their features (axis -1 of N×F), with a constant
+        scale and bias; over the last axis of a map it normalizes rows, not channels: opaque."""
+        if len(in_shapes) != 1 or len(in_shapes[0]) != 1 or \
+                not onnx_args.channel_axis(attrs, 2, default=-1) or \
+                onnx_args.const(node, initializers, 1) is None or \
+                onnx_args.const(node, initializers, 2) is None:
+            return None
+        return {"eps": float(f"{attrs.get('epsilon', 1e-5):.6g}")}
+
 
 @register
 class GroupNorm(Op):
@@ -141,6 +167,18 @@ class GroupNorm(Op):
         from torch import nn
         return nn.GroupNorm(self.a["groups"], in_shape[0], eps=self.a["eps"],
                             affine=self.a["affine"])
+
+    onnx_types = ("GroupNormalization",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """GroupNormalization with a scale and bias per channel (opset 21; opset 18's are per
+        group, which the importer's parameter check leaves opaque)."""
+        if len(in_shapes) != 1 or onnx_args.const(node, initializers, 1) is None or \
+                onnx_args.const(node, initializers, 2) is None or "num_groups" not in attrs:
+            return None
+        return {"groups": int(attrs["num_groups"]),
+                "eps": float(f"{attrs.get('epsilon', 1e-5):.6g}")}
 
 
 @register
@@ -203,3 +241,12 @@ class LRN(Op):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.LocalResponseNorm(self.a["size"], self.a["alpha"], self.a["beta"], self.a["k"])
+
+    onnx_types = ("LRN",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        return {"size": int(attrs["size"]),
+                "alpha": float(f"{attrs.get('alpha', 1e-4):.6g}"),
+                "beta": float(f"{attrs.get('beta', 0.75):.6g}"),
+                "k": float(f"{attrs.get('bias', 1.0):.6g}")}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, boolean, feature_map, fits, numel, pair,
                    padding, patch_text, register, torch_pair, window)
 
@@ -56,6 +57,17 @@ class _Window(Op):
     def patch(self):
         return patch_text(self.a["kernel"], self.a["stride"])
 
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """MaxPool and AveragePool over 2-D windows, undilated, padded equally on both sides
+        of each axis; MaxPool's second output (the indices) is not a spec's."""
+        kernel, pad = onnx_args.window(attrs, "kernel_shape"), onnx_args.pads(attrs)
+        if kernel is None or pad is None or any(d != 1 for d in attrs.get("dilations", [1])) \
+                or len(node.output) > 1 and node.output[1]:
+            return None
+        return {"kernel": kernel, "stride": onnx_args.window(attrs, "strides"),
+                "padding": pad, "ceil": bool(attrs.get("ceil_mode", 0))}
+
 
 def _window_args(m):
     """A PyTorch pooling module's window as a spec writes it."""
@@ -82,6 +94,8 @@ class MaxPool(_Window):
         _, pads = self._window(in_shape)
         return nn.MaxPool2d(self.a["kernel"], self.a["stride"], pads, ceil_mode=self.a["ceil"])
 
+    onnx_types = ("MaxPool",)
+
 
 @register
 class AvgPool(_Window):
@@ -100,6 +114,18 @@ class AvgPool(_Window):
         from torch import nn
         _, pads = self._window(in_shape)
         return nn.AvgPool2d(self.a["kernel"], self.a["stride"], pads, ceil_mode=self.a["ceil"])
+
+    onnx_types = ("AveragePool",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """As MaxPool; the padding counts as zeros here (count_include_pad=1, PyTorch's
+        default), so a padded window that leaves the padding out of its mean stays opaque."""
+        args = super().from_onnx(node, attrs, initializers, in_shapes)
+        if args is not None and args["padding"] not in (0, [0, 0]) and \
+                not attrs.get("count_include_pad", 0):
+            return None
+        return args
 
 
 @register
@@ -127,6 +153,8 @@ class GlobalAvgPool(Op):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.AdaptiveAvgPool2d(1)
+
+    onnx_types = ("GlobalAveragePool",)
 
 
 def adaptive_windows(size: int, out: int) -> int:
@@ -196,3 +224,9 @@ class AdaptiveMaxPool(_Adaptive):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.AdaptiveMaxPool2d(self.a["size"])
+
+    onnx_types = ("GlobalMaxPool",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        return {"size": 1}

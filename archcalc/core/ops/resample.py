@@ -1,6 +1,7 @@
 """Upsampling by interpolation: the decoder side of segmentation nets and FPNs."""
 from __future__ import annotations
 
+from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, choice, feature_map, fits, numel, pair,
                                     register, torch_pair)
 
@@ -59,3 +60,29 @@ class Upsample(Op):
             return nn.Upsample(size=self.a["size"], mode=self.a["mode"], align_corners=corners)
         return nn.Upsample(scale_factor=tuple(float(s) for s in self.a["scale"]),
                            mode=self.a["mode"], align_corners=corners)
+
+    onnx_types = ("Resize", "Upsample")
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """Resize (X, roi, scales, sizes) or the older Upsample (X, scales) of the height and
+        width only, by whole constant scales or to constant sizes; 'nearest', or 'linear' with
+        corners not aligned (PyTorch's bilinear). Cubic, aligned corners, a crop: opaque."""
+        mode = attrs.get("mode", "nearest")
+        transform = attrs.get("coordinate_transformation_mode", "half_pixel")
+        if mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel"):
+            mode = "bilinear"
+        elif mode != "nearest" or transform == "tf_crop_and_resize":
+            return None
+        scales_at, sizes_at = (1, None) if node.op_type == "Upsample" else (2, 3)
+        sizes = onnx_args.const(node, initializers, sizes_at) if sizes_at else None
+        if sizes is not None and sizes.size == 4:
+            (n, c, h, w), (ch, _, _) = sizes.tolist(), in_shapes[0]
+            return {"size": onnx_args.spec_pair((h, w)), "mode": mode} if c == ch else None
+        scales = onnx_args.const(node, initializers, scales_at)
+        if scales is None or scales.size != 4:
+            return None
+        n, c, h, w = (float(s) for s in scales.tolist())
+        if (n, c) != (1.0, 1.0) or not (h.is_integer() and w.is_integer()) or min(h, w) < 1:
+            return None
+        return {"scale": onnx_args.spec_pair((int(h), int(w))), "mode": mode}

@@ -2,6 +2,7 @@
 activations are in activations.py), dropout and stochastic depth, flatten, channel shuffle."""
 from __future__ import annotations
 
+from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, choice, feature_map, numel,
                                     positive_int, probability, register)
 
@@ -21,6 +22,8 @@ class ReLU(Op):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.ReLU()
+
+    onnx_types = ("Relu",)
 
 
 @register
@@ -51,6 +54,14 @@ class Softmax(Op):
         from torch import nn
         return nn.Softmax(dim=1)
 
+    onnx_types = ("Softmax",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """Softmax over the channels (or features): axis 1, or -1 of a vector."""
+        rank = len(in_shapes[0]) + 1
+        return {} if onnx_args.channel_axis(attrs, rank, default=-1) else None
+
 
 @register
 class Dropout(Op):
@@ -67,6 +78,17 @@ class Dropout(Op):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.Dropout(self.a["p"])
+
+    onnx_types = ("Dropout",)
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """The ratio as an input (opset 12 on) or an attribute (before); 0.5 by default."""
+        if onnx_args.has_input(node, 1):
+            ratio = onnx_args.scalar(onnx_args.const(node, initializers, 1))
+        else:
+            ratio = attrs.get("ratio", 0.5)
+        return None if ratio is None else {"p": round(float(ratio), 6)}
 
 
 @register
@@ -90,6 +112,19 @@ class Flatten(Op):
         from torch import nn
         return nn.Flatten()
 
+    onnx_types = ("Flatten", "Reshape")
+
+    @classmethod
+    def from_onnx(cls, node, attrs, initializers, in_shapes):
+        """Flatten from axis 1; or a Reshape to (batch, -1) or (batch, C·H·W), as
+        ``x.view(x.size(0), -1)`` exports."""
+        if node.op_type == "Flatten":
+            return {} if attrs.get("axis", 1) == 1 else None
+        target = onnx_args.const(node, initializers, 1)
+        if target is None or target.shape != (2,):
+            return None
+        return {} if int(target[1]) in (-1, numel(in_shapes[0])) else None
+
 
 @register
 class Identity(Op):
@@ -101,6 +136,8 @@ class Identity(Op):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.Identity()
+
+    onnx_types = ("Identity",)
 
 
 @register

@@ -7,6 +7,8 @@ not fit its input is a SpecError at the spec line that wrote it.
 """
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -367,7 +369,11 @@ class _Builder:
         """The node a ``from:`` names: the nearest enclosing scope's ``NAME`` first (inside
         ``layer1.0``, ``conv1`` is ``layer1.0.conv1``), then the dotted name from the top;
         ``input`` is the input of the block call (or row) the ``from:`` is written in."""
-        target, pos = _resolve(item.ref, item.pos, env, None)
+        if isinstance(item.ref, str) and _DOTTED.fullmatch(item.ref):
+            # a dotted name (enc4.conv2, layer1.0.relu) is a path, never an expression
+            target, pos = item.ref, item.pos
+        else:
+            target, pos = _resolve(item.ref, item.pos, env, None)
         if not isinstance(target, str):
             raise SpecError(f"layer '{path}': 'from' takes a layer's name, got {target!r}", pos)
         if target == "input":
@@ -535,6 +541,9 @@ def _named(body: Expr) -> Expr:
     if isinstance(body, (Call, Branches, Stage)) and body.name is not None:
         return Seq([body], None, body.pos)
     return body
+
+
+_DOTTED = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
 
 
 def _resolve(raw, pos, env, shape: Optional[Shape]):

@@ -19,6 +19,8 @@ class _Activation(Op):
 @register
 class ReLU6(_Activation):
     name = "relu6"
+    torch_modules = ('torch.nn.ReLU6',)
+    torch_functions = ('torch.nn.functional.relu6',)
     title = "relu6"
     summary = "min(max(x, 0), 6) (MobileNet)"
 
@@ -30,6 +32,8 @@ class ReLU6(_Activation):
 @register
 class HardSwish(_Activation):
     name = "hardswish"
+    torch_modules = ('torch.nn.Hardswish',)
+    torch_functions = ('torch.nn.functional.hardswish',)
     title = "hard swish"
     summary = "x · relu6(x + 3) / 6 (MobileNetV3)"
 
@@ -41,6 +45,8 @@ class HardSwish(_Activation):
 @register
 class HardSigmoid(_Activation):
     name = "hardsigmoid"
+    torch_modules = ('torch.nn.Hardsigmoid',)
+    torch_functions = ('torch.nn.functional.hardsigmoid',)
     title = "hard sigmoid"
     summary = "relu6(x + 3) / 6 (MobileNetV3's squeeze-and-excitation gate)"
 
@@ -52,6 +58,8 @@ class HardSigmoid(_Activation):
 @register
 class SiLU(_Activation):
     name = "silu"
+    torch_modules = ('torch.nn.SiLU',)
+    torch_functions = ('torch.nn.functional.silu',)
     title = "silu"
     summary = "x · sigmoid(x), also called swish (EfficientNet)"
 
@@ -63,6 +71,16 @@ class SiLU(_Activation):
 @register
 class GELU(_Activation):
     name = "gelu"
+    torch_modules = ('torch.nn.GELU',)
+    torch_functions = ('torch.nn.functional.gelu',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(approximate=m.approximate)
+
+    @classmethod
+    def from_torch_call(cls, args, kwargs):
+        return dict(approximate=kwargs.get("approximate", "none"))
     title = "gelu"
     summary = "x · Φ(x), the Gaussian error linear unit (ConvNeXt, transformers)"
     args = {
@@ -79,6 +97,8 @@ class GELU(_Activation):
 @register
 class Sigmoid(_Activation):
     name = "sigmoid"
+    torch_modules = ('torch.nn.Sigmoid',)
+    torch_functions = ('torch.sigmoid', 'torch.nn.functional.sigmoid', 'method:sigmoid')
     title = "sigmoid"
     summary = "1 / (1 + exp(-x))"
 
@@ -90,6 +110,8 @@ class Sigmoid(_Activation):
 @register
 class Tanh(_Activation):
     name = "tanh"
+    torch_modules = ('torch.nn.Tanh',)
+    torch_functions = ('torch.tanh', 'torch.nn.functional.tanh', 'method:tanh')
     title = "tanh"
     summary = "hyperbolic tangent"
 
@@ -101,6 +123,11 @@ class Tanh(_Activation):
 @register
 class LeakyReLU(_Activation):
     name = "leaky_relu"
+    torch_modules = ('torch.nn.LeakyReLU',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(slope=m.negative_slope)
     title = "leaky relu"
     summary = "x for x > 0, slope · x below (DCGAN's discriminator: slope 0.2)"
     args = {

@@ -99,6 +99,12 @@ class Op:
     # shape and parameters are recorded, its work is not counted, and it cannot be built, so
     # build_model, verify and train refuse it and `table` lists it.
     opaque: ClassVar[bool] = False
+    # What `archcalc import` maps to this op (archcalc/bridge/from_torch.py builds its registry
+    # from these; nothing else names torch types): PyTorch module classes by dotted path
+    # ("torch.nn.Conv2d"; subclasses too), and functions or tensor methods a traced graph calls
+    # ("torch.cat", "operator.add", "method:flatten"). Strings, so that core never imports torch.
+    torch_modules: ClassVar[Tuple[str, ...]] = ()
+    torch_functions: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, **values: Any):
         self.a = values  # validated, normalized argument values
@@ -117,6 +123,21 @@ class Op:
     def patch(self) -> Optional[str]:
         """Kernel and stride the way the paper writes them (``7×7/2``), if the op has a window."""
         return None
+
+    # --- what the PyTorch importer asks (never imports torch: it reads attributes) ----------
+    @classmethod
+    def from_torch(cls, module) -> Dict[str, Any]:
+        """This op's spec arguments for ``module`` (one of ``torch_modules``), as a spec writes
+        them; ValueError where the module does something the op cannot say (the importer then
+        keeps it as an opaque layer). The importer checks the result against the traced shapes
+        and parameter count, so a mapping can only be refused there, never be wrong silently."""
+        return {}
+
+    @classmethod
+    def from_torch_call(cls, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """The same for a call of one of ``torch_functions``: its non-tensor arguments (a
+        tensor argument is None here), positional and by keyword."""
+        return {}
 
     # --- what the torch builder asks (imports torch lazily) ---------------------------------
     def to_torch(self, in_shape: Shape):
@@ -363,3 +384,28 @@ def fits(shape: Shape, what: str) -> Shape:
         raise ShapeError(f"{what} would give {fmt_shape(shape)}, more than {MAX_INT:,} along "
                          "one side")
     return shape
+
+
+# --- what the PyTorch importer reads off a module (attributes only; core never imports torch) --
+
+def torch_pair(v: Any):
+    """A PyTorch size (an int or a tuple) as a spec writes it: n when both sides agree."""
+    if isinstance(v, (tuple, list)):
+        if len(v) == 1 or (len(v) == 2 and v[0] == v[1]):
+            return int(v[0])
+        if len(v) == 2:
+            return [int(v[0]), int(v[1])]
+        raise ValueError(f"not a 2-D size: {v!r}")
+    return int(v)
+
+
+def torch_padding(m: Any):
+    """A convolution module's zero padding as a spec writes it; ValueError for another padding
+    mode or PyTorch's 'same', which pads unevenly where archcalc's does not."""
+    if getattr(m, "padding_mode", "zeros") != "zeros":
+        raise ValueError(f"padding mode {m.padding_mode}")
+    if m.padding == "valid":
+        return 0
+    if isinstance(m.padding, str):
+        raise ValueError(f"padding {m.padding!r}")
+    return torch_pair(m.padding)

@@ -3,12 +3,20 @@ upsamples (U-Net's up-convolution, FCN's and DCGAN's "deconvolution")."""
 from __future__ import annotations
 
 from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, ShapeError, activation, amount, boolean,
-                   feature_map, fits, pair, padding, patch_text, positive_int, register, window)
+                   feature_map, fits, pair, padding, patch_text, positive_int, register, torch_padding,
+                   torch_pair, window)
 
 
 @register
 class Conv(Op):
     name = "conv"
+    torch_modules = ('torch.nn.Conv2d',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(out=m.out_channels, kernel=torch_pair(m.kernel_size),
+                    stride=torch_pair(m.stride), padding=torch_padding(m),
+                    dilation=torch_pair(m.dilation), groups=m.groups, bias=m.bias is not None)
     title = "convolution"
     summary = "2-D convolution; padding 'same' by default (output = ceil(input / stride))"
     depth = "weights"
@@ -68,6 +76,14 @@ class ConvTranspose(Op):
     into the output, ``stride`` apart; ``padding`` crops the result on each side."""
 
     name = "conv_transpose"
+    torch_modules = ('torch.nn.ConvTranspose2d',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(out=m.out_channels, kernel=torch_pair(m.kernel_size),
+                    stride=torch_pair(m.stride), padding=torch_padding(m),
+                    output_padding=torch_pair(m.output_padding), dilation=torch_pair(m.dilation),
+                    groups=m.groups, bias=m.bias is not None)
     title = "transposed conv"
     summary = "transposed 2-D convolution (up-convolution): output = (input - 1) × stride " \
               "- 2 × padding + dilation × (kernel - 1) + output_padding + 1"

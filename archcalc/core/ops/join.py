@@ -11,6 +11,7 @@ from archcalc.core.ops.base import Counts, Join, ShapeError, fmt_shape, numel, r
 @register
 class Concat(Join):
     name = "concat"
+    torch_functions = ('torch.cat', 'torch.concat', 'torch.concatenate')
     title = "concat"
     summary = "branches on one input, stacked along the channels; heights and widths must agree"
     fvcore = None       # fvcore has no handler for cat
@@ -34,6 +35,13 @@ class Concat(Join):
 @register
 class Add(Join):
     name = "add"
+    torch_functions = ('operator.add', 'operator.iadd', 'torch.add', 'method:add', 'method:add_')
+
+    @classmethod
+    def from_torch_call(cls, args, kwargs):
+        if kwargs.get("alpha", 1) != 1:
+            raise ValueError("add with alpha")
+        return {}
     title = "add"
     summary = "branches of one shape, summed elementwise: a residual connection"
     fvcore = None       # fvcore has no handler for add
@@ -55,6 +63,7 @@ class Add(Join):
 @register
 class Mul(Join):
     name = "mul"
+    torch_functions = ('operator.mul', 'operator.imul', 'torch.mul', 'method:mul', 'method:mul_')
     title = "mul"
     summary = "branches multiplied elementwise, broadcasting sides of 1 (C×H×W by C×1×1: " \
               "squeeze-and-excitation's gate)"

@@ -8,6 +8,11 @@ from archcalc.core.ops.base import Arg, Counts, Op, activation, boolean, numel, 
 @register
 class Linear(Op):
     name = "linear"
+    torch_modules = ('torch.nn.Linear',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(out=m.out_features, bias=m.bias is not None)
     title = "linear"
     summary = "fully connected layer; the input is flattened to a vector first"
     depth = "weights"

@@ -10,6 +10,13 @@ from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, activation, boo
 @register
 class BatchNorm(Op):
     name = "batchnorm"
+    torch_modules = ('torch.nn.BatchNorm2d', 'torch.nn.BatchNorm1d')
+
+    @classmethod
+    def from_torch(cls, m):
+        if m.momentum is None:
+            raise ValueError("BatchNorm with a cumulative average (momentum None)")
+        return dict(eps=m.eps, momentum=m.momentum, affine=m.affine)
     title = "batch norm"
     summary = "batch normalization over channels (2-D maps) or features (vectors)"
     # fvcore's eval-mode batch_norm: 2 per element with γ and β, 1 without; as other_ops here
@@ -56,6 +63,15 @@ def _affine_norm_counts(c: int, affine: bool, out_shape) -> Counts:
 @register
 class LayerNorm(Op):
     name = "layernorm"
+    torch_modules = ('torch.nn.LayerNorm',)
+
+    @classmethod
+    def from_torch(cls, m):
+        # one normalized dimension: a vector's features, or (a subclass such as ConvNeXt's
+        # LayerNorm2d) a map's channels; the traced shapes and parameters are checked after
+        if len(m.normalized_shape) != 1:
+            raise ValueError(f"LayerNorm over {tuple(m.normalized_shape)}")
+        return dict(eps=m.eps, affine=m.elementwise_affine)
     title = "layer norm"
     summary = "normalizes each vector over its features, or each position of a map over its " \
               "channels (ConvNeXt's LayerNorm2d)"
@@ -88,6 +104,11 @@ class LayerNorm(Op):
 @register
 class GroupNorm(Op):
     name = "groupnorm"
+    torch_modules = ('torch.nn.GroupNorm',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(groups=m.num_groups, eps=m.eps, affine=m.affine)
     title = "group norm"
     summary = "normalizes each group of channels over its channels, height and width"
     fvcore = "other_ops"    # fvcore's group_norm: 5 per element with γ and β, 4 without
@@ -125,6 +146,13 @@ class GroupNorm(Op):
 @register
 class LayerScale(Op):
     name = "layer_scale"
+    torch_functions = ('operator.mul', 'torch.mul', 'method:mul')
+
+    @classmethod
+    def from_torch_call(cls, args, kwargs):
+        # a multiply by a learned parameter (the importer counts it); its trained values are no
+        # initial value, so the spec gets the default
+        return {}
     title = "layer scale"
     summary = "a learned scale per channel (or feature), started small (ConvNeXt, CaiT)"
     args = {
@@ -150,6 +178,11 @@ class LayerScale(Op):
 @register
 class LRN(Op):
     name = "lrn"
+    torch_modules = ('torch.nn.LocalResponseNorm',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(size=m.size, alpha=m.alpha, beta=m.beta, k=m.k)
     title = "local response norm"
     summary = "local response normalization across channels (AlexNet, Caffe's GoogLeNet)"
     args = {

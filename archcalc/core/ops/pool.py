@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, boolean, feature_map, fits, numel, pair,
-                   padding, patch_text, register, window)
+                   padding, patch_text, register, torch_pair, window)
 
 
 class _Window(Op):
@@ -57,9 +57,23 @@ class _Window(Op):
         return patch_text(self.a["kernel"], self.a["stride"])
 
 
+def _window_args(m):
+    """A PyTorch pooling module's window as a spec writes it."""
+    pad = torch_pair(m.padding)
+    return dict(kernel=torch_pair(m.kernel_size), stride=torch_pair(m.stride or m.kernel_size),
+                padding=pad, ceil=m.ceil_mode)
+
+
 @register
 class MaxPool(_Window):
     name = "maxpool"
+    torch_modules = ('torch.nn.MaxPool2d',)
+
+    @classmethod
+    def from_torch(cls, m):
+        if torch_pair(m.dilation) != 1 or m.return_indices:
+            raise ValueError("MaxPool2d with dilation or indices")
+        return _window_args(m)
     title = "max pool"
     summary = "maximum over each window"
 
@@ -72,6 +86,13 @@ class MaxPool(_Window):
 @register
 class AvgPool(_Window):
     name = "avgpool"
+    torch_modules = ('torch.nn.AvgPool2d',)
+
+    @classmethod
+    def from_torch(cls, m):
+        if not m.count_include_pad or m.divisor_override is not None:
+            raise ValueError("AvgPool2d that does not count the padding")
+        return _window_args(m)
     title = "avg pool"
     summary = "mean over each window (padding counts as zeros)"
 
@@ -84,6 +105,13 @@ class AvgPool(_Window):
 @register
 class GlobalAvgPool(Op):
     name = "gap"
+    torch_modules = ('torch.nn.AdaptiveAvgPool2d',)
+
+    @classmethod
+    def from_torch(cls, m):
+        if torch_pair(m.output_size) != 1:
+            raise ValueError("not global")
+        return {}
     title = "global avg pool"
     summary = "mean over the whole height and width: C×H×W to C×1×1"
     depth = "pool"
@@ -127,6 +155,11 @@ class _Adaptive(Op):
 @register
 class AdaptiveAvgPool(_Adaptive):
     name = "adaptive_avgpool"
+    torch_modules = ('torch.nn.AdaptiveAvgPool2d',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(size=torch_pair(m.output_size))
     title = "adaptive avg pool"
     summary = "mean over windows that tile the input into a fixed output size (size: 6 → C×6×6)"
     fvcore = "other_ops"    # fvcore's adaptive_avg_pool2d: 1 per input element, as here
@@ -144,6 +177,13 @@ class AdaptiveAvgPool(_Adaptive):
 @register
 class AdaptiveMaxPool(_Adaptive):
     name = "adaptive_maxpool"
+    torch_modules = ('torch.nn.AdaptiveMaxPool2d',)
+
+    @classmethod
+    def from_torch(cls, m):
+        if m.return_indices:
+            raise ValueError("AdaptiveMaxPool2d with indices")
+        return dict(size=torch_pair(m.output_size))
     title = "adaptive max pool"
     summary = "maximum over windows that tile the input into a fixed output size"
 

@@ -9,6 +9,8 @@ from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, choice, feature
 @register
 class ReLU(Op):
     name = "relu"
+    torch_modules = ('torch.nn.ReLU',)
+    torch_functions = ('torch.relu', 'torch.relu_', 'torch.nn.functional.relu', 'torch.nn.functional.relu_', 'method:relu', 'method:relu_')
     title = "relu"
     summary = "rectified linear unit, max(x, 0)"
     activation = True
@@ -24,6 +26,19 @@ class ReLU(Op):
 @register
 class Softmax(Op):
     name = "softmax"
+    torch_modules = ('torch.nn.Softmax',)
+    torch_functions = ('torch.softmax', 'torch.nn.functional.softmax', 'method:softmax')
+
+    @classmethod
+    def from_torch(cls, m):
+        return cls.from_torch_call((), {"dim": m.dim})
+
+    @classmethod
+    def from_torch_call(cls, args, kwargs):
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if dim != 1:        # archcalc's softmax is over channels (dimension 1 with the batch)
+            raise ValueError(f"softmax over dimension {dim}")
+        return {}
     title = "softmax"
     summary = "softmax over channels (the class scores)"
     activation = True
@@ -40,6 +55,11 @@ class Softmax(Op):
 @register
 class Dropout(Op):
     name = "dropout"
+    torch_modules = ('torch.nn.Dropout', 'torch.nn.Dropout2d')
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(p=m.p)
     title = "dropout"
     summary = "zeroes a random fraction p of activations in training; identity at inference"
     args = {"p": Arg(probability, 0.5, doc="fraction dropped", examples=(0.0, 0.5))}
@@ -52,6 +72,14 @@ class Dropout(Op):
 @register
 class Flatten(Op):
     name = "flatten"
+    torch_modules = ('torch.nn.Flatten',)
+    torch_functions = ('torch.flatten', 'method:flatten', 'method:view', 'method:reshape')
+
+    @classmethod
+    def from_torch(cls, m):
+        if (m.start_dim, m.end_dim) != (1, -1):
+            raise ValueError(f"Flatten({m.start_dim}, {m.end_dim})")
+        return {}
     title = "flatten"
     summary = "C×H×W to a vector of C·H·W"
 
@@ -66,6 +94,7 @@ class Flatten(Op):
 @register
 class Identity(Op):
     name = "identity"
+    torch_modules = ('torch.nn.Identity',)
     title = "identity"
     summary = "passes its input on; the shortcut branch of a residual add"
 
@@ -96,6 +125,11 @@ class StochasticDepth(Op):
 @register
 class ChannelShuffle(Op):
     name = "channel_shuffle"
+    torch_modules = ('torch.nn.ChannelShuffle',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(groups=m.groups)
     title = "channel shuffle"
     summary = "interleaves the channels of its groups (ShuffleNet), a permutation"
     args = {

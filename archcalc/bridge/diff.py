@@ -2,10 +2,10 @@
 
 Both sides are :class:`ir.Model` s: the spec's graph through :func:`graph_to_ir` (its counts
 from archcalc's ops), the real model from an importer (its shapes, parameters and buffers from
-the traced model itself, its MACs from fvcore). Layers are matched by name where the two agree
-on one (``layer1.0.conv1``), else by execution order between those anchors, op for op
-(difflib's alignment of the op sequences, so a layer one side lacks shows as missing rather than
-shifting every later pair). Each matched pair compares output shape, parameters, buffers and,
+the traced model itself, its MACs from fvcore). Layers are matched by execution order, op for
+op, with names deciding between equal choices (``layer1.0.conv1`` on both sides: matched by
+name): a global alignment of the two sequences, so a layer one side lacks shows as missing
+rather than shifting every later pair. Each matched pair compares output shape, parameters, buffers and,
 where fvcore counts the op's MACs (``Op.fvcore == "macs"``: conv, linear), MACs.
 
 The first divergence, in execution order, is named with its cause where the two nodes'
@@ -15,14 +15,13 @@ Torch-free: the real model's numbers come in through the IR.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from archcalc.bridge import ir
 from archcalc.core import graph as graphs
-from archcalc.core.ops import OPS, ArgError, fmt_shape
+from archcalc.core.ops import OPS, ArgError, Op, fmt_shape
 from archcalc.core.ops.base import activation, window_padding
 
 NAME, ORDER = "name", "order"      # how a pair was matched (Row.matched_by)
@@ -93,8 +92,9 @@ class Row:
 
     @property
     def ok(self) -> bool:
-        return self.spec is not None and self.model is not None and self.op.ok and all(
-            q.ok is not False for q in self.quantities())
+        if self.spec is None or self.model is None:     # a pass-through one side lacks is
+            return passes_through(self.spec or self.model)  # no difference (a shortcut)
+        return self.op.ok and all(q.ok is not False for q in self.quantities())
 
     def quantities(self) -> List[Quantity]:
         return [self.shape, self.params, self.buffers, self.macs]
@@ -166,55 +166,54 @@ def compare(spec: ir.Model, model: ir.Model) -> Comparison:
 # --- matching --------------------------------------------------------------------------------
 
 def _align(spec: Sequence[ir.Node], model: Sequence[ir.Node]):
-    """(spec node, model node, how) in execution order; a side is None where it has no match."""
-    at = {n.name: j for j, n in enumerate(model)}
-    anchors = _increasing([(i, at[n.name]) for i, n in enumerate(spec) if n.name in at])
-    pairs, i0, j0 = [], 0, 0
-    for i, j in anchors + [(len(spec), len(model))]:
-        pairs += _by_order(spec[i0:i], model[j0:j])
-        if i < len(spec):
-            pairs.append((spec[i], model[j], NAME))
-        i0, j0 = i + 1, j + 1
-    return pairs
+    """(spec node, model node, how) in execution order; a side is None where it has no match.
 
-
-def _increasing(matches: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
-    """The longest run of name matches in the same order on both sides (a longest increasing
-    subsequence of the model's positions): a name that moved is matched by order instead."""
-    ends: List[int] = []            # ends[k]: index into matches of the best run of length k+1
-    before = [-1] * len(matches)
-    for k, (_, j) in enumerate(matches):
-        lo, hi = 0, len(ends)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if matches[ends[mid]][1] < j:
-                lo = mid + 1
-            else:
-                hi = mid
-        before[k] = ends[lo - 1] if lo else -1
-        if lo == len(ends):
-            ends.append(k)
+    A global alignment of the two execution orders (Needleman-Wunsch): a pair of the same op
+    scores 2, and 1 more where the names agree (and a little where the shapes do); a pair of
+    different ops only where the names agree; a layer left unpaired costs nothing. So the most
+    layers pair op for op, names decide between equal choices (a module that a model calls
+    twice, ``relu`` and ``relu_1``, cannot pull its pairs out of order), and of equal
+    alignments the one that pairs each model layer earliest wins: a block one side lacks shows
+    where it is, not as a shift of every later pair."""
+    n, m = len(spec), len(model)
+    score = [[0.0] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        a, row, above = spec[i - 1], score[i], score[i - 1]
+        for j in range(1, m + 1):
+            best = max(row[j - 1], above[j])
+            pair = _pair_score(a, model[j - 1])
+            if pair is not None and above[j - 1] + pair > best:
+                best = above[j - 1] + pair
+            row[j] = best
+    pairs, i, j = [], n, m
+    while i or j:
+        if j and score[i][j] == score[i][j - 1]:
+            pairs.append((None, model[j - 1], None))
+            j -= 1
+        elif i and score[i][j] == score[i - 1][j]:
+            pairs.append((spec[i - 1], None, None))
+            i -= 1
         else:
-            ends[lo] = k
-    run, k = [], ends[-1] if ends else -1
-    while k >= 0:
-        run.append(matches[k])
-        k = before[k]
-    return run[::-1]
+            a, b = spec[i - 1], model[j - 1]
+            pairs.append((a, b, NAME if a.name == b.name else ORDER))
+            i, j = i - 1, j - 1
+    return pairs[::-1]
 
 
-def _by_order(spec: Sequence[ir.Node], model: Sequence[ir.Node]):
-    """Pairs of a stretch between name matches: aligned op for op; where the ops differ, pairs
-    in order as far as both sides go, and the rest on one side only."""
-    out = []
-    matcher = difflib.SequenceMatcher(None, [n.op for n in spec], [n.op for n in model],
-                                      autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        both = min(i2 - i1, j2 - j1) if tag in ("equal", "replace") else 0
-        out += [(spec[i1 + k], model[j1 + k], ORDER) for k in range(both)]
-        out += [(s, None, None) for s in spec[i1 + both:i2]]
-        out += [(None, m, None) for m in model[j1 + both:j2]]
-    return out
+def _pair_score(a: ir.Node, b: ir.Node) -> Optional[float]:
+    named = a.name == b.name
+    if a.op != b.op:
+        return 0.5 if named else None
+    return 2 + named + 0.25 * (tuple(a.out_shape) == tuple(b.out_shape))
+
+
+def passes_through(node: ir.Node) -> bool:
+    """An op that keeps its input's shape and counts nothing (Op's own defaults: identity,
+    dropout, stochastic depth at inference): the spec's ``identity`` shortcut has no node in a
+    traced model, and its absence changes no figure."""
+    cls = OPS.get(node.op)
+    return cls is not None and cls.output_shape is Op.output_shape and \
+        cls.counts is Op.counts and node.params == node.buffers == 0
 
 
 def _macs_counted(node: ir.Node) -> bool:

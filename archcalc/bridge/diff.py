@@ -94,7 +94,8 @@ class Row:
     def ok(self) -> bool:
         if self.spec is None or self.model is None:     # a pass-through one side lacks is
             return passes_through(self.spec or self.model)  # no difference (a shortcut)
-        return self.op.ok and all(q.ok is not False for q in self.quantities())
+        # the figures decide: two spellings of one op (adaptive_avgpool to 1×1, gap) agree
+        return all(q.ok is not False for q in self.quantities())
 
     def quantities(self) -> List[Quantity]:
         return [self.shape, self.params, self.buffers, self.macs]
@@ -170,7 +171,8 @@ def _align(spec: Sequence[ir.Node], model: Sequence[ir.Node]):
 
     A global alignment of the two execution orders (Needleman-Wunsch): a pair of the same op
     scores 2, and 1 more where the names agree (and a little where the shapes do); a pair of
-    different ops only where the names agree; a layer left unpaired costs nothing. So the most
+    different ops little, and only where the names or the shapes agree (``gap`` for the
+    spec's ``adaptive_avgpool`` to 1×1); a layer left unpaired costs nothing. So the most
     layers pair op for op, names decide between equal choices (a module that a model calls
     twice, ``relu`` and ``relu_1``, cannot pull its pairs out of order), and of equal
     alignments the one that pairs each model layer earliest wins: a block one side lacks shows
@@ -202,9 +204,10 @@ def _align(spec: Sequence[ir.Node], model: Sequence[ir.Node]):
 
 def _pair_score(a: ir.Node, b: ir.Node) -> Optional[float]:
     named = a.name == b.name
-    if a.op != b.op:
-        return 0.5 if named else None
-    return 2 + named + 0.25 * (tuple(a.out_shape) == tuple(b.out_shape))
+    shaped = tuple(a.out_shape) == tuple(b.out_shape)
+    if a.op != b.op:    # another op (or another spelling of it) in the same place
+        return 0.5 + named if named or shaped else None
+    return 2 + named + 0.25 * shaped
 
 
 def passes_through(node: ir.Node) -> bool:
@@ -242,7 +245,9 @@ def _cause(row: Row, rows: List[Row], spec: ir.Model, model: ir.Model) -> str:
     name = row.spec.name if row.spec.name == row.model.name else \
         f"{row.spec.name} (the model's {row.model.name})"
     if not row.op.ok:
-        return f"{name}: {row.spec.op} in the spec, {row.model.op} in the model"
+        effect = _effect(row)
+        return f"{name}: {row.spec.op} in the spec, {row.model.op} in the model" + \
+            (f" → {effect}" if effect else "")
     args = _arg_differences(row.spec, row.model, spec, model)
     effect = _effect(row)
     if args:
@@ -290,7 +295,7 @@ def _arg_differences(a: ir.Node, b: ir.Node, spec: ir.Model, model: ir.Model) ->
         return []
     out = []
     for key, arg in cls.args.items():
-        if arg.check is activation:
+        if arg.check is activation or arg.literal:     # a layer of its own; free text
             continue
         x = _arg(cls, key, a.args, _in_shape(a, spec))
         y = _arg(cls, key, b.args, _in_shape(b, model))

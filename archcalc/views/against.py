@@ -59,15 +59,16 @@ def matched(row: Row) -> str:
 
 def verdict(row: Row) -> str:
     if row.ok:
-        return "✓" if row.spec and row.model else "✓ passes its input on"
+        if row.spec is None or row.model is None:
+            return "✓ passes its input on"
+        return "✓" if row.op.ok else f"✓ as {row.model.op}"
     if row.spec is None or row.model is None:
         return "✗ missing in the " + ("spec" if row.spec is None else "model")
-    if not row.op.ok:
-        return f"✗ model: {row.model.op}"
     wrong = [(what, q) for what, q in (("output", row.shape), ("params", row.params),
                                        ("buffers", row.buffers), ("MACs", row.macs))
              if q.ok is False]
-    return "✗ model: " + "; ".join(f"{what} {_fmt(q)}" for what, q in wrong)
+    op = [] if row.op.ok else [row.model.op]
+    return "✗ model: " + "; ".join(op + [f"{what} {_fmt(q)}" for what, q in wrong])
 
 
 def _fmt(q: Quantity) -> str:

@@ -51,6 +51,17 @@ def test_a_repeat_too_few_is_named_as_the_missing_block():
         "the spec has layer3.5 (10 layers) after layer3.4.relu, the model does not"
 
 
+def test_the_comparison_imports_no_torch():
+    """diff and its view are torch-free: only the importer and fvcore's count need torch."""
+    import subprocess
+    import sys
+    code = ("import sys, archcalc.bridge.diff, archcalc.views.against; "
+            "print(sorted(m for m in ('torch', 'fvcore') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 # --- against a model written here in plain PyTorch ---------------------------------------------
 
 torch = pytest.importorskip("torch")

@@ -127,14 +127,14 @@ class Comparison:
         return next((r for r in self.rows if not r.ok), None)
 
     def totals(self) -> Dict[str, Tuple[int, int]]:
-        """Parameters, buffers and MACs summed over each side's layers (MACs: the layers
-        whose MACs are compared, on both sides where known)."""
+        """Parameters and buffers summed over each side's layers; MACs over the pairs whose
+        MACs were compared (both sides known)."""
         spec = [r.spec for r in self.rows if r.spec]
         model = [r.model for r in self.rows if r.model]
+        macs = [r.macs for r in self.rows if r.macs.ok is not None]
         return {"params": (sum(n.params for n in spec), sum(n.params for n in model)),
                 "buffers": (sum(n.buffers for n in spec), sum(n.buffers for n in model)),
-                "macs": (sum(n.macs or 0 for n in spec if _macs_counted(n)),
-                         sum(n.macs or 0 for n in model if _macs_counted(n)))}
+                "macs": (sum(q.spec for q in macs), sum(q.model for q in macs))}
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "spec": self.spec, "model": self.model,
@@ -143,7 +143,8 @@ class Comparison:
                     "matched_by": "name: the same qualified name on both sides; order: "
                                   "execution order, op for op, between name matches",
                     "macs": "multiply-adds of conv and linear layers: the spec's from "
-                            "archcalc, the model's from fvcore (by_module, batch 1)",
+                            "archcalc, the model's from fvcore (by_module, batch 1); totals "
+                            "over the pairs where both are known",
                     "buffers": "floating-point buffers (BatchNorm running statistics)"},
                 "totals": {k: {"spec": s, "model": m} for k, (s, m) in self.totals().items()},
                 "layers": [r.to_dict() for r in self.rows]}

@@ -37,12 +37,12 @@ def fill_macs(model: ir.Model, module, input_shape: Tuple[int, ...]) -> ir.Model
 
 def load(source: str, args: Dict[str, str], input_shape: Tuple[int, ...]) -> ir.Model:
     """SOURCE as the IR (archcalc.bridge.sources.load), with fvcore's MACs where the importer
-    left them unknown and the source is a PyTorch model (a callable or a .pt2). An ONNX
-    model's MACs stay unknown: fvcore reads PyTorch modules only."""
+    left them unknown and the source is a callable's nn.Module. Those of a .pt2 or an ONNX
+    model stay unknown (not compared): fvcore reads an nn.Module's own modules, and a
+    torch.export module runs aten ops from its root, so fvcore gives its layers nothing."""
     from archcalc.bridge import sources
     model = sources.load(source, args, input_shape)
-    if source.endswith(".onnx") or all(n.macs is not None for n in model.nodes):
+    if source.endswith((".onnx", ".pt2")) or all(n.macs is not None for n in model.nodes):
         return model
-    module = sources._exported(source) if source.endswith(".pt2") else \
-        sources._called(source, args)
-    return fill_macs(model, module, tuple(model.input_shape))
+    # sources.load keeps the module to itself: the callable is called again for fvcore
+    return fill_macs(model, sources._called(source, args), tuple(model.input_shape))

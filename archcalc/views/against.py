@@ -37,9 +37,14 @@ def to_table(result: Comparison) -> Table:
              "check: ✓, or what the model has instead",
              "MACs: conv and linear, archcalc's against fvcore's (by_module, batch 1) on the "
              "model; buffers: BatchNorm running statistics"]
-    lines = [f"{_mark(sp == mp)} parameters: spec {sp:,}, model {mp:,}; "
-             f"{_mark(sb == mb)} buffers: spec {sb:,}, model {mb:,}; "
-             f"{_mark(sm == mm)} MACs: spec {sm:,}, model {mm:,}"]
+    line = f"{_mark(sp == mp)} parameters: spec {sp:,}, model {mp:,}; " \
+           f"{_mark(sb == mb)} buffers: spec {sb:,}, model {mb:,}; "
+    if any(r.macs.ok is not None for r in result.rows):
+        line += f"{_mark(sm == mm)} MACs: spec {sm:,}, model {mm:,}"
+    else:
+        line += "MACs not compared: the model's are unknown (fvcore counts a " \
+                "package.module:callable's nn.Module, not a .pt2's or an ONNX file's)"
+    lines = [line]
     if not result.input.ok:
         lines.append(f"✗ input: spec {fmt_shape(result.input.spec)}, model "
                      f"{fmt_shape(result.input.model)}")

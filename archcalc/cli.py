@@ -524,6 +524,47 @@ def write_plot(figure, path: Path, force: bool = False) -> None:
     typer.echo(f"wrote {path}", err=True)
 
 
+# --- import: a spec from a real model -------------------------------------------------------
+
+@app.command("import")
+def import_(
+    source: Annotated[str, typer.Argument(
+        help="package.module:callable (e.g. torchvision.models:resnet50), a .pt2 file "
+             "(torch.export.save) or an .onnx file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The spec to write (YAML).")],
+    arg: Annotated[Optional[List[str]], typer.Option(
+        "--arg", metavar="KEY=VALUE", help="A keyword argument of the callable (a Python "
+        "literal, else text); repeat for more.")] = None,
+    input: Annotated[Optional[str], typer.Option(
+        "--input", help="Input size C×H×W where the source has none (a callable: default "
+        "3x224x224).")] = None,
+    depth: Annotated[int, typer.Option(
+        "--depth", min=1, help="Rows are the first N components of the layer names.")] = 1,
+    force: ForceOpt = False,
+) -> None:
+    """Write a spec from an existing model: its layers under its own names, traced with
+    torch.fx (PyTorch) or read with the onnx package. An op no spec op expresses becomes an
+    `opaque` layer (its shape and parameters, no MACs), listed here with its location."""
+    with user_errors():
+        check_output(output, force)
+        pairs = {}
+        for item in arg or []:
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise ArchcalcError(f"--arg {item}: expected KEY=VALUE")
+            pairs[key] = value
+        from archcalc.bridge.sources import load
+        from archcalc.bridge.writer import to_spec
+        model = load(source, pairs, input_shape(input))
+        how = "onnx" if source.endswith(".onnx") else "torch.fx"
+        emit(to_spec(model, depth, how), output, force)
+    opaque = model.opaque()
+    if opaque:
+        typer.echo(f"{len(opaque)} opaque layers: " + ", ".join(n.location for n in opaque),
+                   err=True)
+    typer.echo(f"wrote {output}", err=True)
+
+
 # --- verify: the analysis against PyTorch and fvcore ---------------------------------------
 
 @app.command()

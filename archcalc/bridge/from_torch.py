@@ -103,11 +103,24 @@ def trace(model: nn.Module, input_shape: Tuple[int, ...], source: str) -> Model:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArchcalcError(f"{source}: torch.fx cannot trace the model ({first}); data-"
                             "dependent control flow cannot be captured") from None
-    gm = torch.fx.GraphModule(tracer.root, graph)
+    # flat aliases for the modules and attributes the graph uses: a model's child may share a
+    # name with an nn.Module method ("double", "eval"), which GraphModule's getattr would take
+    aliases: Dict[str, str] = {}
+    owned: Dict[str, Any] = {}
+    for fx in graph.nodes:
+        if fx.op in ("call_module", "get_attr"):
+            alias = aliases.setdefault(fx.target, f"_m{len(aliases)}")
+            owned[alias] = _attr(tracer.root, fx.target)
+            fx.target = alias
+    gm = torch.fx.GraphModule(owned, graph)
+    gm.meta["archcalc_names"] = {v: k for k, v in aliases.items()}
     gm.graph.eliminate_dead_code()
     try:
+        # fake tensors: shapes without arithmetic (ResNet-50's real forward is most of a second)
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        fake = FakeTensorMode(allow_non_fake_inputs=True)
         with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros((1,) + tuple(input_shape)))
+            ShapeProp(gm, fake_mode=fake).propagate(torch.zeros((1,) + tuple(input_shape)))
     except Exception as exc:  # the user's forward pass: any error is bad input
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArchcalcError(f"{source}: the forward pass at input "
@@ -117,11 +130,14 @@ def trace(model: nn.Module, input_shape: Tuple[int, ...], source: str) -> Model:
 
 def _nodes(gm: torch.fx.GraphModule, scopes: Dict[str, str]) -> List[Node]:
     named = dict(gm.named_modules())
+    qualified = gm.meta["archcalc_names"]
     names: Dict[str, str] = {}              # fx node → IR name (tensor producers only)
     used: Counter = Counter()
     out: List[Node] = []
     for fx in gm.graph.nodes:
         meta = fx.meta.get("tensor_meta")
+        if _several(meta):
+            meta = meta[0]      # several outputs (torch.sort): kept, opaque, by the first
         if fx.op == "placeholder":
             names[fx.name] = INPUT
             continue
@@ -133,15 +149,15 @@ def _nodes(gm: torch.fx.GraphModule, scopes: Dict[str, str]) -> List[Node]:
         shape = _shape(meta)
         if fx.op == "call_module":
             module = named[fx.target]
-            base, kind = fx.target, type(module).__name__
+            base, kind = qualified[fx.target], type(module).__name__
             params = sum(p.numel() for p in module.parameters())
             buffers = sum(b.numel() for n, b in module.named_buffers()
                           if b.is_floating_point() and not n.endswith("num_batches_tracked"))
             candidates = [(cls, lambda cls=cls: cls.from_torch(module))
                           for cls in _module_ops(module)]
         else:
-            params = sum(getattr(gm, a.target).numel() for a in _tensor_args(fx)
-                         if a.op == "get_attr")
+            params = sum(_attr(gm, a.target).numel() for a in _tensor_args(fx)
+                         if a.op == "get_attr" and isinstance(_attr(gm, a.target), nn.Parameter))
             buffers = 0
             key = f"method:{fx.target}" if fx.op == "call_method" else fx.target
             fname = str(fx.target) if fx.op == "call_method" else getattr(
@@ -167,7 +183,26 @@ def _nodes(gm: torch.fx.GraphModule, scopes: Dict[str, str]) -> List[Node]:
 def _tensor_args(fx: torch.fx.Node) -> List[torch.fx.Node]:
     found: List[torch.fx.Node] = []
     torch.fx.node.map_arg((fx.args, fx.kwargs), lambda a: found.append(a))
-    return [a for a in found if hasattr(a.meta.get("tensor_meta"), "shape") or a.op == "get_attr"]
+    return [a for a in found if a.op == "get_attr" or hasattr(a.meta.get("tensor_meta"), "shape")
+            or _several(a.meta.get("tensor_meta"))]
+
+
+def _several(meta) -> bool:
+    """Metadata of several tensors (TensorMetadata itself is a named tuple: it has a shape)."""
+    return isinstance(meta, (tuple, list)) and not hasattr(meta, "shape") and bool(meta) \
+        and hasattr(meta[0], "shape")
+
+
+def _attr(root: nn.Module, target: str):
+    """A module or tensor by its qualified name, reached through ``_modules`` (a child may be
+    called "double" or "eval", as nn.Module's methods are)."""
+    *path, last = target.split(".")
+    for part in path:
+        root = root._modules[part]
+    for table in (root._modules, root._parameters, root._buffers):
+        if last in table:
+            return table[last]
+    return getattr(root, last)
 
 
 def _hashable(key: Any) -> bool:
@@ -179,6 +214,8 @@ def _hashable(key: Any) -> bool:
 
 
 def _shape(meta) -> Tuple[int, ...]:
+    if _several(meta):
+        meta = meta[0]
     return tuple(int(d) for d in meta.shape[1:])
 
 

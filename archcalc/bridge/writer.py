@@ -73,11 +73,11 @@ class _Writer:
             node = nodes[0]
             if len(nodes) == 1 and node.name == name and node.inputs[:1] == (self.prev,) \
                     and OPS.get(node.op, OPS["relu"]).inputs == "one":
-                # a row that is one layer, named as the row: the op alone
+                # a row that is one layer: the op alone (the spec names its layer ROW.OP)
                 args = _args(node)
                 rows[name] = {node.op: args} if args else node.op
-                self.written[node.name] = name
-                self.done.add(name)
+                self.written[node.name] = f"{name}.{node.op}"
+                self.done.update({name, f"{name}.{node.op}"})
                 self.prev = node.name
                 continue
             rows[name] = self._sequence(nodes, name, [n.name.split(".")[self._row_len(n):]

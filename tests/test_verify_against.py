@@ -224,31 +224,30 @@ def test_bad_input_exits_2(tmp_path, args, message):
     assert message in result.stderr and "Traceback" not in result.output
 
 
-class Sorted(nn.Module):
-    """A conv, then an operation no spec op expresses (a sort along the channels)."""
+class Summed(nn.Module):
+    """A conv, then an operation no spec op expresses (a running sum along the channels)."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, 1, 1)
 
     def forward(self, x):
-        return torch.sort(self.conv(x), dim=1).values.mean((2, 3))
+        return torch.cumsum(self.conv(x), dim=1)
 
 
 def test_opaque_layers_are_compared_by_shape_and_parameters(tmp_path):
     """Plain verify refuses an opaque layer (it cannot build one); --against compares it."""
     text = ("input: [3, 8, 8]\nlayers:\n  conv: {conv: {out: 4, kernel: 3}}\n"
-            "  sort: {opaque: {shape: [4, 8, 8], kind: sort}}\n"
-            "  mean: {opaque: {shape: [4], kind: mean}}\n")
+            "  cumsum: {opaque: {shape: [4, 8, 8], kind: running sum}}\n")
     spec = spec_file(tmp_path, text)
     assert runner.invoke(app, ["verify", spec]).exit_code == 2
-    result = runner.invoke(app, ["verify", spec, "--against", f"{__name__}:Sorted",
+    result = runner.invoke(app, ["verify", spec, "--against", f"{__name__}:Summed",
                                  "--input", "3x8x8"])
     assert result.exit_code == 0, result.output
     wrong = spec_file(tmp_path, text.replace("shape: [4, 8, 8]", "shape: [4, 8, 4]"))
-    result = runner.invoke(app, ["verify", wrong, "--against", f"{__name__}:Sorted",
+    result = runner.invoke(app, ["verify", wrong, "--against", f"{__name__}:Summed",
                                  "--input", "3x8x8"])
     assert result.exit_code == 1
     # the importer's name for the sort's node is its own; the kind (free text) is not compared
-    assert ": shape 4×8×4 in the spec, 4×8×8 in the model → output 4×8×4 in the spec, 4×8×8 " \
-           "in the model (1 of 3 layers differ" in result.stdout
+    assert "cumsum.opaque (the model's cumsum): shape 4×8×4 in the spec, 4×8×8 in the model " \
+           "→ output 4×8×4 in the spec, 4×8×8 in the model (1 of 2 layers differ" in result.stdout

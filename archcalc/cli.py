@@ -584,6 +584,15 @@ def verify(
     output: OutputOpt = None,
     wide: WideOpt = False,
     force: ForceOpt = False,
+    against: Annotated[Optional[str], typer.Option(
+        "--against", metavar="SOURCE",
+        help="Instead, compare the spec layer by layer with a real model: "
+        "package.module:callable (e.g. torchvision.models:resnet50), a .pt2 or an .onnx "
+        "file; --input gives its input size (else the spec's).")] = None,
+    arg: Annotated[Optional[List[str]], typer.Option(
+        "--arg", metavar="KEY=VALUE",
+        help="A keyword argument for --against's callable (a Python literal, else text); "
+        "repeat for several.")] = None,
 ) -> None:
     """Build the PyTorch model and check every layer against PyTorch and fvcore.
 
@@ -591,8 +600,18 @@ def verify(
     worked out again from the torch module (the summary says how many of each); in total:
     fvcore's and FlopCounterMode's counts. Exit 0 when all agree, 1 when anything disagrees.
 
-    Example: archcalc verify specs/googlenet.yaml --variant naive --heads --device cpu
+    With --against SOURCE, the spec is compared instead with a real model, matched by layer
+    name, else by execution order: output shapes, parameters, buffers, and MACs (fvcore's on
+    the model); the first divergence is named with its cause.
+
+    Examples:
+      archcalc verify specs/googlenet.yaml --variant naive --heads --device cpu
+      archcalc verify resnet --against torchvision.models:resnet50
     """
+    if against is not None or arg:
+        verify_against(spec, variant, set, input, heads, against, arg or [], format, output,
+                       wide, force)
+        return
     import time
     start = time.perf_counter()
     with user_errors():
@@ -611,6 +630,47 @@ def verify(
     on_screen = format is Format.table and output is None
     typer.secho(line, err=not on_screen, fg="green" if result.ok else "red", bold=True)
     raise typer.Exit(0 if result.ok else 1)
+
+
+def verify_against(spec: str, variant: Optional[str], set: Optional[List[str]],
+                   input: Optional[str], heads: bool, against: Optional[str], arg: List[str],
+                   format: Optional[Format], output: Optional[Path], wide: bool,
+                   force: bool) -> None:
+    """`verify --against`: the spec against a real model (archcalc.bridge.diff)."""
+    with user_errors():
+        if against is None:
+            raise ArchcalcError("--arg gives the arguments of --against's callable; give "
+                                "--against SOURCE too")
+        if heads:
+            raise ArchcalcError("--against compares the main network; drop --heads")
+        check_output(output, force, [spec])
+        format = output_format(format, output)
+        args = parse_args(arg)
+        built = load_graph(spec, variant, input, False, set)
+        from archcalc.bridge import diff, measure
+        from archcalc.views import against as view
+        real = measure.load(against, args, tuple(built.input_shape))
+        result = diff.compare(diff.graph_to_ir(built), real)
+        if format is Format.json:
+            from archcalc.views.table import to_json
+            emit(to_json(result.to_dict()), output, force)
+        else:
+            emit_table(view.to_table(result), format, output, wide, force)
+    on_screen = format is Format.table and output is None
+    typer.secho(view.summary_line(result), err=not on_screen,
+                fg="green" if result.ok else "red", bold=True)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def parse_args(pairs: List[str]) -> Dict[str, str]:
+    """``--arg KEY=VALUE`` texts as a mapping (the source reads the values)."""
+    out: Dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ArchcalcError(f"--arg takes KEY=VALUE (e.g. num_classes=10), got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 # --- train: the spec's model on real data, briefly, to show it learns ----------------------

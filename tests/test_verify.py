@@ -402,7 +402,8 @@ def agrees_with_pytorch(input_shape, layer, op):
     assert op in {l.type for l in result.layers}, text
 
 
-@pytest.mark.parametrize("op", sorted(OPS))
+# every op PyTorch can build: an opaque stand-in (Op.opaque) refuses by design
+@pytest.mark.parametrize("op", sorted(name for name, cls in OPS.items() if not cls.opaque))
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(data=st.data())

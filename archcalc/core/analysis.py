@@ -127,6 +127,8 @@ class Report:
     settings: Dict[str, object] = field(default_factory=dict)  # the spec's settings, as built
     overrides: Dict[str, object] = field(default_factory=dict)  # those --set changed
     network: Optional[str] = None       # the network variant built (a spec's first by default)
+    # layers that stand in for an op archcalc cannot express (ops/opaque.py): MACs not counted
+    opaque: List[str] = field(default_factory=list)
 
     @property
     def flagged(self) -> List[Tuple[str, str]]:
@@ -162,6 +164,7 @@ class Report:
             "totals": asdict(self.totals),
             "audit_skipped": self.audit_skipped,
             "grown_with_input": [_lists(asdict(g)) for g in self.grown],
+            "opaque": list(self.opaque),
         }
 
 
@@ -208,7 +211,8 @@ def analyze(graph: Graph, heads: bool = False,
     return Report(spec.name, spec.source, spec.path, graph.input_shape, graph.variant, rows,
                   layers, totals, units, tolerance_pct, skipped, grown_layers(graph), paper,
                   spec.paper_params, dict(graph.settings), dict(graph.overrides),
-                  network_variant(spec, graph.variant))
+                  network_variant(spec, graph.variant),
+                  [layer.name for layer in graph.opaque(heads)])
 
 
 def network_figures(graph: Graph) -> Dict[str, PaperFigure]:

@@ -132,6 +132,11 @@ class Graph:
         rows = self.rows + (self.heads if heads else [])
         return [layer for row in rows for layer in row.group.layers()]
 
+    def opaque(self, heads: bool = False) -> List[Layer]:
+        """The layers that stand in for an operation archcalc cannot express (the ``opaque``
+        op): their MACs are not counted and they cannot be built."""
+        return [layer for layer in self.layers(heads) if layer.op.opaque]
+
 
 def build(spec: Spec, variant: Optional[str] = None, input_shape: Optional[Shape] = None,
           heads: bool = False, settings: Optional[Dict[str, Any]] = None) -> Graph:
@@ -479,7 +484,8 @@ class _Builder:
                     raise SpecError(f"layer '{path}': {call.op} needs '{key}'", call.pos)
                 values[key] = arg.check(arg.default) if arg.default is not None else None
                 continue
-            raw, pos = _within(f"layer '{path}': {call.op} '{key}'", given[key], env, shape)
+            raw, pos = given[key] if arg.literal else \
+                _within(f"layer '{path}': {call.op} '{key}'", given[key], env, shape)
             try:
                 values[key] = arg.check(raw)
             except ArgError as exc:

@@ -165,12 +165,24 @@ class Network(_Container):
 
 # --- from a graph -------------------------------------------------------------------------
 
+def check_buildable(graph: Graph, heads: bool = False) -> None:
+    """A TorchBuildError naming every opaque layer (ops/opaque.py), before any work: such a
+    layer records what a traced model measured and has no module archcalc could build."""
+    opaque = graph.opaque(heads and graph.with_heads)
+    if opaque:
+        names = ", ".join(layer.name for layer in opaque)
+        raise TorchBuildError(f"{len(opaque)} opaque layer{'s' * (len(opaque) != 1)} ({names}): "
+                              "archcalc cannot build or check them; their output shapes and "
+                              "parameters come from the traced model")
+
+
 def build_module(graph: Graph, heads: bool = False, logits: bool = False) -> Network:
     """The network of ``graph``; with ``heads``, its heads too. ``logits`` leaves off an output
     transform (softmax) that ends the network or a head, for a loss that applies its own.
     Heads need a graph built with them (``load_graph(..., heads=True)``)."""
     if heads and graph.spec.heads and not graph.with_heads:
         raise ArchcalcError("the graph was built without its heads; build it with heads=True")
+    check_buildable(graph, heads)
     rows = graph.rows + (graph.heads if heads else [])
     drop: Set[str] = set()
     if logits:
@@ -248,6 +260,7 @@ def load_graph(spec: SpecLike, variant: Optional[str] = None,
         if variant is not None or input is not None or settings:
             raise ArchcalcError("variant and input are fixed once a graph is built; pass the "
                                 "spec instead")
+        check_buildable(spec, heads)
         return spec
     if not isinstance(spec, Spec):
         from archcalc.files import resolve_spec
@@ -255,7 +268,9 @@ def load_graph(spec: SpecLike, variant: Optional[str] = None,
     shape = None
     if input is not None:
         shape = parse_input(input if isinstance(input, str) else list(input), Position("input"))
-    return build(spec, variant, shape, heads=heads, settings=settings)
+    graph = build(spec, variant, shape, heads=heads, settings=settings)
+    check_buildable(graph, heads)
+    return graph
 
 
 def build_model(spec: SpecLike, variant: Optional[str] = None,
@@ -282,4 +297,5 @@ def layer_modules(model: nn.Module, layers: Iterable[Layer]) -> Dict[str, Option
 
 
 __all__ = ["Branches", "Network", "Sequence", "TorchBuildError", "build_model", "build_module",
+           "check_buildable",
            "layer_modules", "load_graph"]

@@ -373,10 +373,14 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
     from dataclasses import replace
 
     from archcalc.files import resolve_spec
+    from archcalc.pytorch.build import load_graph
     from archcalc.pytorch.devices import resolve_device
     from archcalc.training.datasets import load_dataset
 
     path = resolve_spec(spec or default_spec(dataset_name))
+    # a spec that cannot be built (an opaque layer, a shape that does not fit) is refused
+    # before a run folder is claimed or a data set is read
+    load_graph(path, variant, None, heads=True, settings=settings)
     values = {k: v for k, v in chosen.items() if v is not None}
     if quick:
         values = {**QUICK_DEFAULTS, **values}

@@ -5,7 +5,7 @@ Each function turns the analysis' plain data into a :class:`~archcalc.views.tabl
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 from archcalc.core.analysis import PARAMS_CONVENTION, PaperCell, Report
 from archcalc.core.ops import fmt_shape
@@ -119,6 +119,7 @@ def paper_table(report: Report) -> Table:
                f"MACs {t.macs:,}"]
     if t.non_trainable:
         summary.append(f"non-trainable values (BatchNorm statistics): {t.non_trainable:,}")
+    summary += opaque_lines(report)
     if report.audit_skipped:
         summary.append(f"paper audit not applicable: {report.audit_skipped}")
     if report.paper:
@@ -129,6 +130,14 @@ def paper_table(report: Report) -> Table:
         summary.append(f"audit: {len(flagged)} of {report.audited} published figures "
                        f"flagged: {listed}")
     return Table(title_of(report), notes, columns, rows, footer, summary, flags)
+
+
+def opaque_lines(report: Report) -> List[str]:
+    """``2 opaque layers: MACs not counted (layer1.sort, head.topk)``, or nothing."""
+    n = len(report.opaque)
+    if not n:
+        return []
+    return [f"{n} opaque layer{'s' * (n != 1)}: MACs not counted ({', '.join(report.opaque)})"]
 
 
 def grown_note(report: Report, g) -> str:
@@ -158,7 +167,7 @@ def detail_table(report: Report) -> Table:
     notes = [conventions(), "other ops: work of pooling, normalization and activations "
              "(comparisons, adds, scales), never folded into MACs"]
     return Table(title_of(report), notes, columns, rows, footer,
-                 [f"{len(report.layers)} layers"])
+                 [f"{len(report.layers)} layers"] + opaque_lines(report))
 
 
 def keras_table(report: Report) -> Table:
@@ -170,7 +179,7 @@ def keras_table(report: Report) -> Table:
     t = report.totals
     summary = [f"Total params: {t.params + t.non_trainable:,}",
                f"Trainable params: {t.params:,}",
-               f"Non-trainable params: {t.non_trainable:,}"]
+               f"Non-trainable params: {t.non_trainable:,}"] + opaque_lines(report)
     return Table(f'Model: "{report.name}"', [], columns, rows, [], summary)
 
 

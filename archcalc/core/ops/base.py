@@ -39,6 +39,9 @@ class Arg:
     # Values as a spec writes them, each one ``check`` accepts: the PyTorch-oracle property test
     # (tests/test_verify.py) draws every registered op's arguments from them.
     examples: Tuple[Any, ...] = ()
+    # Free text taken as written: no name lookup, no expression (an opaque layer's `kind`,
+    # "aten::sort", which would otherwise read as a malformed expression).
+    literal: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,10 @@ class Op:
     # "one": output_shape(shape), counts(in_shape, out_shape), to_torch(in_shape);
     # "many" (a Join): the same methods over a tuple of input shapes, one per branch.
     inputs: ClassVar[str] = "one"
+    # A stand-in for an operation a traced model had and no op expresses (ops/opaque.py): its
+    # shape and parameters are recorded, its work is not counted, and it cannot be built, so
+    # build_model, verify and train refuse it and `table` lists it.
+    opaque: ClassVar[bool] = False
     # What `archcalc import` maps to this op (archcalc/bridge/from_torch.py builds its registry
     # from these; nothing else names torch types): PyTorch module classes by dotted path
     # ("torch.nn.Conv2d"; subclasses too), and functions or tensor methods a traced graph calls

@@ -143,8 +143,6 @@ def test_concat_of_two_branches(tmp_path):
 
 
 
-@pytest.mark.xfail(reason="writer (imp's branch): a later row's {from: input} is that row's "
-                          "input, not the network's, so branch b2 reads b1's 4 channels")
 def test_concat_of_two_branches_as_a_spec(tmp_path):
     model = from_onnx.load(concat_net(tmp_path))
     numbers = table(model)

@@ -353,3 +353,22 @@ def test_compare_says_which_rows_could_not_be_built_alone(tmp_path):
                                                                           (16, 16, 16))
     shown = runner.invoke(app, ["compare", "w=4", "w=8", "--spec", str(path), "-f", "json"])
     assert json.loads(shown.stdout)["not_built_alone"] == ["merge"]
+
+
+def test_a_leading_slash_looks_from_the_top_and_slash_input_is_the_networks_input():
+    text = """
+    input: [3, 8, 8]
+    layers:
+      a: {conv: {out: 4, kernel: 3}}
+      b: {concat: [{from: a}, [{from: /input}, conv: {out: 2, kernel: 1}]]}
+      c: {concat: [[{from: /a.conv}, gap], [{from: b}, gap]]}
+    """
+    g = build(spec(text))
+    # b's second branch: a 1×1 conv on the network's 3 channels (2·3 weights + 2 biases), not
+    # on row b's input (a's 4 channels)
+    conv = next(l for l in g.layers() if l.name == "b.b2.conv")
+    assert conv.in_shapes == ((3, 8, 8),) and conv.counts().params == 2 * 3 + 2
+    assert conv.inputs == (INPUT,) and INPUT in g.referenced
+    assert next(l for l in g.layers() if l.name == "c.b1.gap").inputs == ("a.conv",)
+    with pytest.raises(SpecError, match="'from: /conv' names no earlier layer"):
+        build(spec(text.replace("/a.conv", "/conv")))

@@ -198,8 +198,8 @@ class _Writer:
         (graph.py's lookup: ``where.NAME``, then each enclosing container's, then ``NAME``)."""
         if self.root is not None:
             return self._body_ref(target, where)
-        if target == INPUT:
-            return "input"
+        if target == INPUT:     # the network's input, from any row (input is the row's own)
+            return "/input"
         full = self.written[target]
         parts = full.split(".")
         scopes = [where.rsplit(".", i)[0] for i in range(where.count(".") + 1)]

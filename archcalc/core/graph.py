@@ -210,6 +210,7 @@ def _number(raw: Any) -> Any:
 def _build(spec: Spec, variant, input_shape, heads: bool, settings, overrides) -> Graph:
     builder = _Builder(spec, variant, settings)
     shape = tuple(input_shape or spec.input)
+    builder.spec_input = shape
     builder.current = builder.current_node = INPUT
     rows, outputs = [], {}
     for row in spec.rows:
@@ -368,19 +369,26 @@ class _Builder:
     def ref(self, item: From, path: str, env) -> Ref:
         """The node a ``from:`` names: the nearest enclosing scope's ``NAME`` first (inside
         ``layer1.0``, ``conv1`` is ``layer1.0.conv1``), then the dotted name from the top;
-        ``input`` is the input of the block call (or row) the ``from:`` is written in."""
+        ``input`` is the input of the block call (or row) the ``from:`` is written in. A
+        leading ``/`` looks from the top only: ``/layer1.0.conv1``; ``/input`` is the
+        network's input."""
         if isinstance(item.ref, str) and _DOTTED.fullmatch(item.ref):
-            # a dotted name (enc4.conv2, layer1.0.relu) is a path, never an expression
+            # a dotted name (enc4.conv2, layer1.0.relu) or one from the top (/input) is a
+            # path, never an expression
             target, pos = item.ref, item.pos
         else:
             target, pos = _resolve(item.ref, item.pos, env, None)
         if not isinstance(target, str):
             raise SpecError(f"layer '{path}': 'from' takes a layer's name, got {target!r}", pos)
-        if target == "input":
+        if target == "/input":
+            shape, found, self.current = self.spec_input, INPUT, INPUT
+        elif target == "input":
             _, shape, found, self.current, _ = next(o for o in reversed(self.open) if o[4])
         else:
             scopes = [path.rsplit(".", i)[0] for i in range(path.count(".") + 1)]
             tried = [f"{scope}.{target}" for scope in scopes] + [target]
+            if target.startswith("/"):      # from the top only: /layer1.0.conv1
+                tried = [target[1:]]
             found = next((t for t in tried if t in self.done), None)
             if found is None:
                 self.no_such_layer(target, tried, path, item.pos)
@@ -396,17 +404,18 @@ class _Builder:
         if cycle:
             raise SpecError(f"layer '{path}': 'from: {target}' names '{cycle}', which this layer "
                             "is part of: a layer cannot take its own output (a cycle)", pos)
-        if target in self.later_rows:
+        if any(t in self.later_rows for t in tried):
             raise SpecError(f"layer '{path}': 'from: {target}' names a later layer; a layer "
                             "can only take the output of one before it", pos)
         known = [p for p in self.done if p != INPUT]
         raise SpecError(f"layer '{path}': 'from: {target}' names no earlier layer"
-                        f"{did_you_mean(target, known)}", pos)
+                        f"{did_you_mean(target.lstrip('/'), known)}", pos)
 
     def stage(self, stage: Stage, path: str, env, shape) -> Seq:
         """The stage as the sequence of its repeats: block calls named 0, 1, 2, ..."""
         block = self.stage_block(stage.block, stage.block_pos, env)
-        raw, pos = _within(f"layer '{path}': stage 'repeat'", (stage.repeat, stage.repeat_pos), env, shape)
+        raw, pos = _within(f"layer '{path}': stage 'repeat'", (stage.repeat, stage.repeat_pos),
+                           env, shape)
         try:
             count = positive_int(raw)
         except ArgError as exc:
@@ -543,7 +552,7 @@ def _named(body: Expr) -> Expr:
     return body
 
 
-_DOTTED = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
+_DOTTED = re.compile(r"/[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
 
 
 def _resolve(raw, pos, env, shape: Optional[Shape]):

@@ -212,12 +212,13 @@ def _pair_score(a: ir.Node, b: ir.Node) -> Optional[float]:
 
 
 def passes_through(node: ir.Node) -> bool:
-    """An op that keeps its input's shape and counts nothing (Op's own defaults: identity,
-    dropout, stochastic depth at inference): the spec's ``identity`` shortcut has no node in a
-    traced model, and its absence changes no figure."""
+    """An op that counts nothing and holds nothing (Op's default counts: identity, dropout,
+    stochastic depth at inference, flatten): the spec's ``identity`` shortcut has no node in a
+    traced model, and torchvision's ``torch.flatten`` before ``fc`` none in a spec (archcalc's
+    linear flattens its own input). Its absence changes no figure; where it changes a shape
+    that matters, the layers after it differ."""
     cls = OPS.get(node.op)
-    return cls is not None and cls.output_shape is Op.output_shape and \
-        cls.counts is Op.counts and node.params == node.buffers == 0
+    return cls is not None and cls.counts is Op.counts and node.params == node.buffers == 0
 
 
 def _macs_counted(node: ir.Node) -> bool:

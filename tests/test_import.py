@@ -65,6 +65,13 @@ def test_round_trip_bundled(spec, tmp_path):
            for r in imported.rows}
     assert {k: v for k, v in got.items() if v.params or v.macs} == \
         {k: v for k, v in rows.items() if v.params or v.macs}
+    # per layer: every layer the import names as the spec does has its shape and counts (the
+    # others are joins, named after their op in the import and after their container in a
+    # spec, and pass-through layers that a trace in eval mode does not see)
+    mine = {l.name: (l.out_shape, l.counts()) for l in original.layers()}
+    theirs = {l.name: (l.out_shape, l.counts()) for l in imported.layers()}
+    shared = [name for name in mine if name in theirs]
+    assert shared and [n for n in shared if mine[n] != theirs[n]] == []
 
 
 class Basic(nn.Module):

@@ -95,7 +95,10 @@ class _Tracer(torch.fx.Tracer):
 def trace(model: nn.Module, input_shape: Tuple[int, ...], source: str) -> Model:
     """The IR of ``model`` on a batch of one ``input_shape`` input. ArchcalcError (one line)
     where fx cannot trace it or the forward pass fails."""
-    model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:     # a torch.export program's module: its mode was fixed then
+        pass
     tracer = _Tracer()
     try:
         graph = tracer.trace(model)

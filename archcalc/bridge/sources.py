@@ -39,9 +39,9 @@ def load(source: str, args: Dict[str, str], input_shape: Optional[Tuple[int, ...
                             "(pip install torch)") from None
     from archcalc.bridge.from_torch import trace
     if source.endswith(".pt2"):
-        model = _exported(source)
-    else:
-        model = _called(source, args)
+        model, saved = _exported(source)
+        return trace(model, tuple(input_shape or saved), source)
+    model = _called(source, args)
     return trace(model, tuple(input_shape or DEFAULT_INPUT), source)
 
 
@@ -50,10 +50,19 @@ def _exported(path: str):
     if not Path(path).is_file():
         raise ArchcalcError(f"{path}: no such file")
     try:
-        return torch.export.load(path).module()
+        program = torch.export.load(path)
+        module = program.module()
     except Exception as exc:    # a corrupt or foreign file: any error is bad input
         raise ArchcalcError(f"{path}: not a model saved with torch.export.save "
                             f"({type(exc).__name__})") from None
+    # the input shape the program was exported with (batch dropped): a .pt2 carries its own
+    users = set(program.graph_signature.user_inputs)
+    shapes = [tuple(node.meta["val"].shape)[1:] for node in program.graph.nodes
+              if node.op == "placeholder" and node.name in users and "val" in node.meta]
+    if len(shapes) != 1:
+        raise ArchcalcError(f"{path}: archcalc imports a model of one input; this one takes "
+                            f"{len(shapes)}")
+    return module, shapes[0]
 
 
 def _called(source: str, args: Dict[str, str]):

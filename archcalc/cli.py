@@ -547,12 +547,7 @@ def import_(
     `opaque` layer (its shape and parameters, no MACs), listed here with its location."""
     with user_errors():
         check_output(output, force)
-        pairs = {}
-        for item in arg or []:
-            key, eq, value = item.partition("=")
-            if not eq or not key:
-                raise ArchcalcError(f"--arg {item}: expected KEY=VALUE")
-            pairs[key] = value
+        pairs = parse_args(arg or [])
         from archcalc.bridge.sources import load
         from archcalc.bridge.writer import to_spec
         model = load(source, pairs, input_shape(input))
@@ -562,7 +557,6 @@ def import_(
     if opaque:
         typer.echo(f"{len(opaque)} opaque layers: " + ", ".join(n.location for n in opaque),
                    err=True)
-    typer.echo(f"wrote {output}", err=True)
 
 
 # --- verify: the analysis against PyTorch and fvcore ---------------------------------------

@@ -136,17 +136,23 @@ class _Reader:
                     in_shapes.append(tuple(_value(a).shape)[1:])
         last = members[-1]
         shape = tuple(int(d) for d in _value(last).shape[1:])
-        head = next((m for m in members if str(m.target) in ATEN), members[0])
-        ops = ATEN.get(str(head.target), [])
-        candidates = [(cls, lambda cls=cls: self._args(cls, head)) for cls in ops]
+        # the first call an op maps that holds (a Linear module that flattens first: the
+        # linear), else the group's first call, opaque
+        op, args, head = None, {}, members[0]
+        for m in members:
+            ops = ATEN.get(str(m.target), [])
+            candidates = [(cls, lambda cls=cls, m=m: self._args(cls, m)) for cls in ops]
+            op, args = _mapped(candidates, tuple(in_shapes), shape, params, buffers)
+            if op is not None:
+                head = m
+                break
         _, path, kind = _scope(head)
         aten = str(head.target)
         short = aten.split(".")[1] if aten.startswith("aten.") else getattr(
             head.target, "__name__", aten)
-        base = path if _leaf(kind) else f"{path}.{ops[0].name if ops else short}".lstrip(".")
+        base = path if _leaf(kind) else f"{path}.{op or short}".lstrip(".")
         name = base if not used[base] else f"{base}_{used[base]}"
         used[base] += 1
-        op, args = _mapped(candidates, tuple(in_shapes), shape, params, buffers)
         if op is None:
             op, args = "opaque", {"shape": list(shape), "params": params, "kind": aten}
         for m in members:

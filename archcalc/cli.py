@@ -543,7 +543,8 @@ def import_(
     force: ForceOpt = False,
 ) -> None:
     """Write a spec from an existing model: its layers under its own names, traced with
-    torch.fx (PyTorch) or read with the onnx package. An op no spec op expresses becomes an
+    torch.fx (PyTorch), read from a torch.export program's own graph (.pt2) or with the onnx
+    package. An op no spec op expresses becomes an
     `opaque` layer (its shape and parameters, no MACs), listed here with its location."""
     with user_errors():
         check_output(output, force)
@@ -551,7 +552,8 @@ def import_(
         from archcalc.bridge.sources import load
         from archcalc.bridge.writer import to_spec
         model = load(source, pairs, input_shape(input))
-        how = "onnx" if source.endswith(".onnx") else "torch.fx"
+        how = "onnx" if source.endswith(".onnx") else \
+            "torch.export" if source.endswith(".pt2") else "torch.fx"
         emit(to_spec(model, depth, how), output, force)
     opaque = model.opaque()
     if opaque:

@@ -37,10 +37,15 @@ def load(source: str, args: Dict[str, str], input_shape: Optional[Tuple[int, ...
     except ImportError:
         raise ArchcalcError(f"{source}: importing a PyTorch model needs PyTorch "
                             "(pip install torch)") from None
-    from archcalc.bridge.from_torch import trace
     if source.endswith(".pt2"):
-        model, saved = _exported(source)
-        return trace(model, tuple(input_shape or saved), source)
+        from archcalc.bridge import from_export
+        program, saved = _exported(source)
+        if input_shape is not None and tuple(input_shape) != tuple(saved):
+            raise ArchcalcError(f"{source}: the program was exported at input "
+                                f"{'x'.join(map(str, saved))}; it cannot be imported at "
+                                f"--input {'x'.join(map(str, input_shape))}")
+        return from_export.load(program, source)
+    from archcalc.bridge.from_torch import trace
     model = _called(source, args)
     return trace(model, tuple(input_shape or DEFAULT_INPUT), source)
 
@@ -51,7 +56,6 @@ def _exported(path: str):
         raise ArchcalcError(f"{path}: no such file")
     try:
         program = torch.export.load(path)
-        module = program.module()
     except Exception as exc:    # a corrupt or foreign file: any error is bad input
         raise ArchcalcError(f"{path}: not a model saved with torch.export.save "
                             f"({type(exc).__name__})") from None
@@ -62,7 +66,7 @@ def _exported(path: str):
     if len(shapes) != 1:
         raise ArchcalcError(f"{path}: archcalc imports a model of one input; this one takes "
                             f"{len(shapes)}")
-    return module, shapes[0]
+    return program, shapes[0]
 
 
 def _called(source: str, args: Dict[str, str]):

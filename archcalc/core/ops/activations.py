@@ -7,7 +7,7 @@ counts 0), so ``verify`` checks their count by hand: one function evaluation per
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import Arg, Counts, Op, choice, number, numel, register
+from archcalc.core.ops.base import aten_arg, Arg, Counts, Op, choice, number, numel, register
 
 
 class _Activation(Op):
@@ -22,6 +22,14 @@ class ReLU6(_Activation):
     name = "relu6"
     torch_modules = ('torch.nn.ReLU6',)
     torch_functions = ('torch.nn.functional.relu6',)
+    aten_ops = ("aten.hardtanh.default", "aten.hardtanh_.default", "aten.relu6.default")
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """hardtanh(input, min_val, max_val) clamped to [0, 6] (nn.ReLU6's)."""
+        bounds = (aten_arg(args, kwargs, 1, "min_val", -1.0), aten_arg(args, kwargs, 2,
+                                                                        "max_val", 1.0))
+        return {} if len(args) == 1 or bounds == (0.0, 6.0) else None
     title = "relu6"
     summary = "min(max(x, 0), 6) (MobileNet)"
 
@@ -46,6 +54,7 @@ class HardSwish(_Activation):
     name = "hardswish"
     torch_modules = ('torch.nn.Hardswish',)
     torch_functions = ('torch.nn.functional.hardswish',)
+    aten_ops = ('aten.hardswish.default', 'aten.hardswish_.default')
     title = "hard swish"
     summary = "x · relu6(x + 3) / 6 (MobileNetV3)"
 
@@ -61,6 +70,7 @@ class HardSigmoid(_Activation):
     name = "hardsigmoid"
     torch_modules = ('torch.nn.Hardsigmoid',)
     torch_functions = ('torch.nn.functional.hardsigmoid',)
+    aten_ops = ('aten.hardsigmoid.default', 'aten.hardsigmoid_.default')
     title = "hard sigmoid"
     summary = "relu6(x + 3) / 6 (MobileNetV3's squeeze-and-excitation gate)"
 
@@ -83,6 +93,7 @@ class SiLU(_Activation):
     name = "silu"
     torch_modules = ('torch.nn.SiLU',)
     torch_functions = ('torch.nn.functional.silu',)
+    aten_ops = ('aten.silu.default', 'aten.silu_.default')
     title = "silu"
     summary = "x · sigmoid(x), also called swish (EfficientNet)"
 
@@ -96,6 +107,11 @@ class GELU(_Activation):
     name = "gelu"
     torch_modules = ('torch.nn.GELU',)
     torch_functions = ('torch.nn.functional.gelu',)
+    aten_ops = ("aten.gelu.default", "aten.gelu_.default")
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        return dict(approximate=kwargs.get("approximate", "none"))
 
     @classmethod
     def from_torch(cls, m):
@@ -130,6 +146,7 @@ class Sigmoid(_Activation):
     name = "sigmoid"
     torch_modules = ('torch.nn.Sigmoid',)
     torch_functions = ('torch.sigmoid', 'torch.nn.functional.sigmoid', 'method:sigmoid')
+    aten_ops = ('aten.sigmoid.default', 'aten.sigmoid_.default')
     title = "sigmoid"
     summary = "1 / (1 + exp(-x))"
 
@@ -145,6 +162,7 @@ class Tanh(_Activation):
     name = "tanh"
     torch_modules = ('torch.nn.Tanh',)
     torch_functions = ('torch.tanh', 'torch.nn.functional.tanh', 'method:tanh')
+    aten_ops = ('aten.tanh.default', 'aten.tanh_.default')
     title = "tanh"
     summary = "hyperbolic tangent"
 

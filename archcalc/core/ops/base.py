@@ -158,6 +158,35 @@ class Op:
         The default: an op without arguments (relu, sigmoid, identity)."""
         return {}
 
+    # --- what the .pt2 importer asks (archcalc/bridge/from_export.py; imports no torch) -----
+    # The ATen overloads this op imports from, as torch.export's graph names them
+    # ("aten.conv2d.default"); one overload may belong to several ops (the first that holds wins).
+    aten_ops: ClassVar[Tuple[str, ...]] = ()
+
+    @classmethod
+    def from_aten(cls, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                  shapes: Tuple[Any, ...]) -> Optional[Dict[str, Any]]:
+        """This op's spec arguments for a call of one of ``aten_ops``, or None where the call
+        is one this op cannot express (it stays opaque). ``args`` and ``kwargs`` are the call's
+        arguments with every tensor None; ``shapes`` has one entry per positional argument: the
+        tensor's full shape (batch included; a list of shapes for a list of tensors, as
+        ``aten.cat`` takes) or None for a non-tensor. The importer checks the result against
+        the exported shapes and parameter count. The default: an op without arguments."""
+        return {}
+
+
+def aten_arg(args: Tuple[Any, ...], kwargs: Dict[str, Any], index: int, name: str,
+             default: Any) -> Any:
+    """An ATen call's argument by position or keyword, else its schema default."""
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def aten_tensor(shapes: Tuple[Any, ...], index: int) -> Optional[Tuple[int, ...]]:
+    """The shape of an ATen call's tensor argument at ``index``, None where it is absent."""
+    return tuple(shapes[index]) if len(shapes) > index and shapes[index] is not None else None
+
 
 class Join(Op):
     """An op with several inputs, written in a spec as two or more branches on one input:

@@ -3,7 +3,7 @@ upsamples (U-Net's up-convolution, FCN's and DCGAN's "deconvolution")."""
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, ShapeError, activation, amount, boolean,
+from archcalc.core.ops.base import (Arg, ArgError, aten_arg, aten_tensor, Counts, Op, ShapeError, activation, amount, boolean,
                    feature_map, fits, pair, padding, patch_text, positive_int, register, torch_padding,
                    torch_pair, window)
 
@@ -12,6 +12,23 @@ from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, ShapeError, activ
 class Conv(Op):
     name = "conv"
     torch_modules = ('torch.nn.Conv2d',)
+    aten_ops = ("aten.conv2d.default",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """conv2d(input, weight, bias, stride, padding, dilation, groups): the kernel and the
+        output channels from the weight's shape, a bias where one is passed; padding 'same'
+        (PyTorch's, uneven) stays opaque."""
+        weight = aten_tensor(shapes, 1)
+        pad = aten_arg(args, kwargs, 4, "padding", [0])
+        if weight is None or len(weight) != 4 or isinstance(pad, str) and pad != "valid":
+            return None
+        return dict(out=weight[0], kernel=torch_pair(weight[2:]),
+                    stride=torch_pair(aten_arg(args, kwargs, 3, "stride", [1])),
+                    padding=0 if pad == "valid" else torch_pair(pad),
+                    dilation=torch_pair(aten_arg(args, kwargs, 5, "dilation", [1])),
+                    groups=aten_arg(args, kwargs, 6, "groups", 1),
+                    bias=aten_tensor(shapes, 2) is not None)
 
     @classmethod
     def from_torch(cls, m):

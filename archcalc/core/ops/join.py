@@ -6,7 +6,7 @@ size of the second (U-Net's copy and crop). A spec writes their inputs as branch
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import Counts, Join, ShapeError, fmt_shape, numel, register
+from archcalc.core.ops.base import aten_arg, Counts, Join, ShapeError, fmt_shape, numel, register
 
 
 def _joins_data(node, initializers) -> bool:
@@ -19,6 +19,13 @@ def _joins_data(node, initializers) -> bool:
 class Concat(Join):
     name = "concat"
     torch_functions = ('torch.cat', 'torch.concat', 'torch.concatenate')
+    aten_ops = ("aten.cat.default",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """cat(tensors, dim) along the channels (dim 1 of N×C×H×W or N×F)."""
+        rank = len(shapes[0][0])
+        return {} if aten_arg(args, kwargs, 1, "dim", 0) % rank == 1 else None
     title = "concat"
     summary = "branches on one input, stacked along the channels; heights and widths must agree"
     fvcore = None       # fvcore has no handler for cat
@@ -52,6 +59,11 @@ class Concat(Join):
 class Add(Join):
     name = "add"
     torch_functions = ('operator.add', 'operator.iadd', 'torch.add', 'method:add', 'method:add_')
+    aten_ops = ("aten.add.Tensor", "aten.add_.Tensor")
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        return {} if kwargs.get("alpha", 1) == 1 and len(args) == 2 else None
 
     @classmethod
     def from_torch_call(cls, args, kwargs):
@@ -86,6 +98,7 @@ class Add(Join):
 class Mul(Join):
     name = "mul"
     torch_functions = ('operator.mul', 'operator.imul', 'torch.mul', 'method:mul', 'method:mul_')
+    aten_ops = ("aten.mul.Tensor", "aten.mul_.Tensor")
     title = "mul"
     summary = "branches multiplied elementwise, broadcasting sides of 1 (C×H×W by C×1×1: " \
               "squeeze-and-excitation's gate)"

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import Arg, Counts, Op, activation, boolean, numel, positive_int, register
+from archcalc.core.ops.base import aten_tensor, Arg, Counts, Op, activation, boolean, numel, positive_int, register
 
 
 @register
 class Linear(Op):
     name = "linear"
     torch_modules = ('torch.nn.Linear',)
+    aten_ops = ("aten.linear.default",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """linear(input, weight, bias): the output features from the weight's shape."""
+        weight = aten_tensor(shapes, 1)
+        if weight is None or len(weight) != 2:
+            return None
+        return dict(out=weight[0], bias=aten_tensor(shapes, 2) is not None)
 
     @classmethod
     def from_torch(cls, m):

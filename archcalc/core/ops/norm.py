@@ -3,7 +3,7 @@ scale, a learned per-channel factor that, like a normalization's γ, rescales ea
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, activation, boolean, feature_map, fmt_shape,
+from archcalc.core.ops.base import (aten_arg, aten_tensor, Arg, Counts, Op, ShapeError, activation, boolean, feature_map, fmt_shape,
                    number,
                    numel, positive_int, positive_number, probability, register)
 
@@ -12,6 +12,19 @@ from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, activation, boo
 class BatchNorm(Op):
     name = "batchnorm"
     torch_modules = ('torch.nn.BatchNorm2d', 'torch.nn.BatchNorm1d')
+    aten_ops = ("aten.batch_norm.default", "aten._native_batch_norm_legit_no_training.default")
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """The eval form: batch_norm(input, weight, bias, mean, var, training, momentum, eps,
+        cudnn) or _native_batch_norm_legit_no_training(input, weight, bias, mean, var,
+        momentum, eps); affine where a weight is passed."""
+        training = len(args) == 9 and args[5]
+        momentum, eps = (args[6], args[7]) if len(args) == 9 else (
+            aten_arg(args, kwargs, 5, "momentum", 0.1), aten_arg(args, kwargs, 6, "eps", 1e-5))
+        if training or aten_tensor(shapes, 3) is None:
+            return None
+        return dict(eps=eps, momentum=momentum, affine=aten_tensor(shapes, 1) is not None)
 
     @classmethod
     def from_torch(cls, m):
@@ -185,6 +198,7 @@ class GroupNorm(Op):
 class LayerScale(Op):
     name = "layer_scale"
     torch_functions = ('operator.mul', 'torch.mul', 'method:mul')
+    aten_ops = ("aten.mul.Tensor",)
 
     @classmethod
     def from_torch_call(cls, args, kwargs):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, boolean, feature_map, fits, numel, pair,
+from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean, feature_map, fits, numel, pair,
                    padding, patch_text, register, torch_pair, window)
 
 
@@ -69,7 +69,16 @@ class _Window(Op):
                 "padding": pad, "ceil": bool(attrs.get("ceil_mode", 0))}
 
 
+def _aten_window(args, kwargs, ceil):
+    """A pooling call's window as a spec writes it (an empty stride is the kernel's)."""
+    kernel = aten_arg(args, kwargs, 1, "kernel_size", None)
+    stride = aten_arg(args, kwargs, 2, "stride", []) or kernel
+    return dict(kernel=torch_pair(kernel), stride=torch_pair(stride),
+                padding=torch_pair(aten_arg(args, kwargs, 3, "padding", [0])), ceil=bool(ceil))
+
+
 def _window_args(m):
+
     """A PyTorch pooling module's window as a spec writes it."""
     pad = torch_pair(m.padding)
     return dict(kernel=torch_pair(m.kernel_size), stride=torch_pair(m.stride or m.kernel_size),
@@ -80,6 +89,14 @@ def _window_args(m):
 class MaxPool(_Window):
     name = "maxpool"
     torch_modules = ('torch.nn.MaxPool2d',)
+    aten_ops = ("aten.max_pool2d.default",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode), undilated."""
+        if torch_pair(aten_arg(args, kwargs, 4, "dilation", [1])) != 1:
+            return None
+        return _aten_window(args, kwargs, aten_arg(args, kwargs, 5, "ceil_mode", False))
 
     @classmethod
     def from_torch(cls, m):
@@ -101,6 +118,16 @@ class MaxPool(_Window):
 class AvgPool(_Window):
     name = "avgpool"
     torch_modules = ('torch.nn.AvgPool2d',)
+    aten_ops = ("aten.avg_pool2d.default",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+        divisor_override): a divisor override, or padding left out of the mean, is not a spec's."""
+        if aten_arg(args, kwargs, 6, "divisor_override", None) is not None or \
+                not aten_arg(args, kwargs, 5, "count_include_pad", True):
+            return None
+        return _aten_window(args, kwargs, aten_arg(args, kwargs, 4, "ceil_mode", False))
 
     @classmethod
     def from_torch(cls, m):
@@ -132,6 +159,12 @@ class AvgPool(_Window):
 class GlobalAvgPool(Op):
     name = "gap"
     torch_modules = ('torch.nn.AdaptiveAvgPool2d',)
+    aten_ops = ("aten.adaptive_avg_pool2d.default",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """adaptive_avg_pool2d to 1×1 (else adaptive_avgpool's)."""
+        return {} if torch_pair(aten_arg(args, kwargs, 1, "output_size", None)) == 1 else None
 
     @classmethod
     def from_torch(cls, m):
@@ -184,6 +217,11 @@ class _Adaptive(Op):
 class AdaptiveAvgPool(_Adaptive):
     name = "adaptive_avgpool"
     torch_modules = ('torch.nn.AdaptiveAvgPool2d',)
+    aten_ops = ("aten.adaptive_avg_pool2d.default",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        return dict(size=torch_pair(aten_arg(args, kwargs, 1, "output_size", None)))
 
     @classmethod
     def from_torch(cls, m):

@@ -3,7 +3,7 @@ activations are in activations.py), dropout and stochastic depth, flatten, chann
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (Arg, Counts, Op, ShapeError, choice, feature_map, numel,
+from archcalc.core.ops.base import (aten_arg, Arg, Counts, Op, ShapeError, choice, feature_map, numel,
                                     positive_int, probability, register)
 
 
@@ -12,6 +12,7 @@ class ReLU(Op):
     name = "relu"
     torch_modules = ('torch.nn.ReLU',)
     torch_functions = ('torch.relu', 'torch.relu_', 'torch.nn.functional.relu', 'torch.nn.functional.relu_', 'method:relu', 'method:relu_')
+    aten_ops = ("aten.relu.default", "aten.relu_.default")
     title = "relu"
     summary = "rectified linear unit, max(x, 0)"
     activation = True
@@ -67,6 +68,11 @@ class Softmax(Op):
 class Dropout(Op):
     name = "dropout"
     torch_modules = ('torch.nn.Dropout', 'torch.nn.Dropout2d')
+    aten_ops = ("aten.dropout.default", "aten.dropout_.default", "aten.feature_dropout.default")
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        return dict(p=aten_arg(args, kwargs, 1, "p", 0.5))
 
     @classmethod
     def from_torch(cls, m):
@@ -96,6 +102,18 @@ class Flatten(Op):
     name = "flatten"
     torch_modules = ('torch.nn.Flatten',)
     torch_functions = ('torch.flatten', 'method:flatten', 'method:view', 'method:reshape')
+    # a view or reshape flattens where its output is N×F (the importer checks the shape)
+    aten_ops = ("aten.flatten.using_ints", "aten.view.default", "aten.reshape.default")
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """flatten(input, start_dim, end_dim) from the channels on; a view or reshape to N×F."""
+        rank = len(shapes[0])
+        if len(args) > 1 and isinstance(args[1], int):      # flatten.using_ints
+            start = aten_arg(args, kwargs, 1, "start_dim", 0) % rank
+            end = aten_arg(args, kwargs, 2, "end_dim", -1) % rank
+            return {} if (start, end) == (1, rank - 1) else None
+        return {}
 
     @classmethod
     def from_torch(cls, m):
@@ -130,6 +148,7 @@ class Flatten(Op):
 class Identity(Op):
     name = "identity"
     torch_modules = ('torch.nn.Identity',)
+    aten_ops = ("aten.clone.default", "aten.alias.default", "aten.contiguous.default")
     title = "identity"
     summary = "passes its input on; the shortcut branch of a residual add"
 

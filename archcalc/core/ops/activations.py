@@ -20,16 +20,6 @@ class _Activation(Op):
 @register
 class ReLU6(_Activation):
     name = "relu6"
-    torch_modules = ('torch.nn.ReLU6',)
-    torch_functions = ('torch.nn.functional.relu6',)
-    aten_ops = ("aten.hardtanh.default", "aten.hardtanh_.default", "aten.relu6.default")
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        """hardtanh(input, min_val, max_val) clamped to [0, 6] (nn.ReLU6's)."""
-        bounds = (aten_arg(args, kwargs, 1, "min_val", -1.0), aten_arg(args, kwargs, 2,
-                                                                        "max_val", 1.0))
-        return {} if len(args) == 1 or bounds == (0.0, 6.0) else None
     title = "relu6"
     summary = "min(max(x, 0), 6) (MobileNet)"
 
@@ -37,7 +27,18 @@ class ReLU6(_Activation):
         from torch import nn
         return nn.ReLU6()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.ReLU6',)
+    torch_functions = ('torch.nn.functional.relu6',)
+    aten_ops = ("aten.hardtanh.default", "aten.hardtanh_.default", "aten.relu6.default")
     onnx_types = ("Clip",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """hardtanh(input, min_val, max_val) clamped to [0, 6] (nn.ReLU6's)."""
+        bounds = (aten_arg(args, kwargs, 1, "min_val", -1.0), aten_arg(args, kwargs, 2,
+                                                                        "max_val", 1.0))
+        return {} if len(args) == 1 or bounds == (0.0, 6.0) else None
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -52,9 +53,6 @@ class ReLU6(_Activation):
 @register
 class HardSwish(_Activation):
     name = "hardswish"
-    torch_modules = ('torch.nn.Hardswish',)
-    torch_functions = ('torch.nn.functional.hardswish',)
-    aten_ops = ('aten.hardswish.default', 'aten.hardswish_.default')
     title = "hard swish"
     summary = "x · relu6(x + 3) / 6 (MobileNetV3)"
 
@@ -62,15 +60,16 @@ class HardSwish(_Activation):
         from torch import nn
         return nn.Hardswish()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Hardswish',)
+    torch_functions = ('torch.nn.functional.hardswish',)
+    aten_ops = ('aten.hardswish.default', 'aten.hardswish_.default')
     onnx_types = ("HardSwish",)
 
 
 @register
 class HardSigmoid(_Activation):
     name = "hardsigmoid"
-    torch_modules = ('torch.nn.Hardsigmoid',)
-    torch_functions = ('torch.nn.functional.hardsigmoid',)
-    aten_ops = ('aten.hardsigmoid.default', 'aten.hardsigmoid_.default')
     title = "hard sigmoid"
     summary = "relu6(x + 3) / 6 (MobileNetV3's squeeze-and-excitation gate)"
 
@@ -78,6 +77,10 @@ class HardSigmoid(_Activation):
         from torch import nn
         return nn.Hardsigmoid()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Hardsigmoid',)
+    torch_functions = ('torch.nn.functional.hardsigmoid',)
+    aten_ops = ('aten.hardsigmoid.default', 'aten.hardsigmoid_.default')
     onnx_types = ("HardSigmoid",)
 
     @classmethod
@@ -91,9 +94,6 @@ class HardSigmoid(_Activation):
 @register
 class SiLU(_Activation):
     name = "silu"
-    torch_modules = ('torch.nn.SiLU',)
-    torch_functions = ('torch.nn.functional.silu',)
-    aten_ops = ('aten.silu.default', 'aten.silu_.default')
     title = "silu"
     summary = "x · sigmoid(x), also called swish (EfficientNet)"
 
@@ -101,25 +101,15 @@ class SiLU(_Activation):
         from torch import nn
         return nn.SiLU()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.SiLU',)
+    torch_functions = ('torch.nn.functional.silu',)
+    aten_ops = ('aten.silu.default', 'aten.silu_.default')
+
 
 @register
 class GELU(_Activation):
     name = "gelu"
-    torch_modules = ('torch.nn.GELU',)
-    torch_functions = ('torch.nn.functional.gelu',)
-    aten_ops = ("aten.gelu.default", "aten.gelu_.default")
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        return dict(approximate=kwargs.get("approximate", "none"))
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(approximate=m.approximate)
-
-    @classmethod
-    def from_torch_call(cls, args, kwargs):
-        return dict(approximate=kwargs.get("approximate", "none"))
     title = "gelu"
     summary = "x · Φ(x), the Gaussian error linear unit (ConvNeXt, transformers)"
     args = {
@@ -132,7 +122,23 @@ class GELU(_Activation):
         from torch import nn
         return nn.GELU(approximate=self.a["approximate"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.GELU',)
+    torch_functions = ('torch.nn.functional.gelu',)
+    aten_ops = ("aten.gelu.default", "aten.gelu_.default")
     onnx_types = ("Gelu",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        return dict(approximate=kwargs.get("approximate", "none"))
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(approximate=m.approximate)
+
+    @classmethod
+    def from_torch_call(cls, args, kwargs):
+        return dict(approximate=kwargs.get("approximate", "none"))
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -144,9 +150,6 @@ class GELU(_Activation):
 @register
 class Sigmoid(_Activation):
     name = "sigmoid"
-    torch_modules = ('torch.nn.Sigmoid',)
-    torch_functions = ('torch.sigmoid', 'torch.nn.functional.sigmoid', 'method:sigmoid')
-    aten_ops = ('aten.sigmoid.default', 'aten.sigmoid_.default')
     title = "sigmoid"
     summary = "1 / (1 + exp(-x))"
 
@@ -154,15 +157,16 @@ class Sigmoid(_Activation):
         from torch import nn
         return nn.Sigmoid()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Sigmoid',)
+    torch_functions = ('torch.sigmoid', 'torch.nn.functional.sigmoid', 'method:sigmoid')
+    aten_ops = ('aten.sigmoid.default', 'aten.sigmoid_.default')
     onnx_types = ("Sigmoid",)
 
 
 @register
 class Tanh(_Activation):
     name = "tanh"
-    torch_modules = ('torch.nn.Tanh',)
-    torch_functions = ('torch.tanh', 'torch.nn.functional.tanh', 'method:tanh')
-    aten_ops = ('aten.tanh.default', 'aten.tanh_.default')
     title = "tanh"
     summary = "hyperbolic tangent"
 
@@ -170,17 +174,16 @@ class Tanh(_Activation):
         from torch import nn
         return nn.Tanh()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Tanh',)
+    torch_functions = ('torch.tanh', 'torch.nn.functional.tanh', 'method:tanh')
+    aten_ops = ('aten.tanh.default', 'aten.tanh_.default')
     onnx_types = ("Tanh",)
 
 
 @register
 class LeakyReLU(_Activation):
     name = "leaky_relu"
-    torch_modules = ('torch.nn.LeakyReLU',)
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(slope=m.negative_slope)
     title = "leaky relu"
     summary = "x for x > 0, slope · x below (DCGAN's discriminator: slope 0.2)"
     args = {
@@ -192,7 +195,13 @@ class LeakyReLU(_Activation):
         from torch import nn
         return nn.LeakyReLU(self.a["slope"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.LeakyReLU',)
     onnx_types = ("LeakyRelu",)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(slope=m.negative_slope)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):

@@ -3,38 +3,15 @@ upsamples (U-Net's up-convolution, FCN's and DCGAN's "deconvolution")."""
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (Arg, ArgError, aten_arg, aten_tensor, Counts, Op, ShapeError, activation, amount, boolean,
-                   feature_map, fits, pair, padding, patch_text, positive_int, register, torch_padding,
-                   torch_pair, window)
+from archcalc.core.ops.base import (Arg, ArgError, aten_arg, aten_tensor, Counts, Op, ShapeError,
+                                    activation, amount, boolean, feature_map, fits, pair, padding,
+                                    patch_text, positive_int, register, torch_padding, torch_pair,
+                                    window)
 
 
 @register
 class Conv(Op):
     name = "conv"
-    torch_modules = ('torch.nn.Conv2d',)
-    aten_ops = ("aten.conv2d.default",)
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        """conv2d(input, weight, bias, stride, padding, dilation, groups): the kernel and the
-        output channels from the weight's shape, a bias where one is passed; padding 'same'
-        (PyTorch's, uneven) stays opaque."""
-        weight = aten_tensor(shapes, 1)
-        pad = aten_arg(args, kwargs, 4, "padding", [0])
-        if weight is None or len(weight) != 4 or isinstance(pad, str) and pad != "valid":
-            return None
-        return dict(out=weight[0], kernel=torch_pair(weight[2:]),
-                    stride=torch_pair(aten_arg(args, kwargs, 3, "stride", [1])),
-                    padding=0 if pad == "valid" else torch_pair(pad),
-                    dilation=torch_pair(aten_arg(args, kwargs, 5, "dilation", [1])),
-                    groups=aten_arg(args, kwargs, 6, "groups", 1),
-                    bias=aten_tensor(shapes, 2) is not None)
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(out=m.out_channels, kernel=torch_pair(m.kernel_size),
-                    stride=torch_pair(m.stride), padding=torch_padding(m),
-                    dilation=torch_pair(m.dilation), groups=m.groups, bias=m.bias is not None)
     title = "convolution"
     summary = "2-D convolution; padding 'same' by default (output = ceil(input / stride))"
     depth = "weights"
@@ -87,7 +64,32 @@ class Conv(Op):
         return nn.Conv2d(in_shape[0], self.a["out"], self.a["kernel"], self.a["stride"], pads,
                          self.a["dilation"], self.a["groups"], self.a["bias"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Conv2d',)
+    aten_ops = ("aten.conv2d.default",)
     onnx_types = ("Conv",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """conv2d(input, weight, bias, stride, padding, dilation, groups): the kernel and the
+        output channels from the weight's shape, a bias where one is passed; padding 'same'
+        (PyTorch's, uneven) stays opaque."""
+        weight = aten_tensor(shapes, 1)
+        pad = aten_arg(args, kwargs, 4, "padding", [0])
+        if weight is None or len(weight) != 4 or isinstance(pad, str) and pad != "valid":
+            return None
+        return dict(out=weight[0], kernel=torch_pair(weight[2:]),
+                    stride=torch_pair(aten_arg(args, kwargs, 3, "stride", [1])),
+                    padding=0 if pad == "valid" else torch_pair(pad),
+                    dilation=torch_pair(aten_arg(args, kwargs, 5, "dilation", [1])),
+                    groups=aten_arg(args, kwargs, 6, "groups", 1),
+                    bias=aten_tensor(shapes, 2) is not None)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(out=m.out_channels, kernel=torch_pair(m.kernel_size),
+                    stride=torch_pair(m.stride), padding=torch_padding(m),
+                    dilation=torch_pair(m.dilation), groups=m.groups, bias=m.bias is not None)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -110,14 +112,6 @@ class ConvTranspose(Op):
     into the output, ``stride`` apart; ``padding`` crops the result on each side."""
 
     name = "conv_transpose"
-    torch_modules = ('torch.nn.ConvTranspose2d',)
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(out=m.out_channels, kernel=torch_pair(m.kernel_size),
-                    stride=torch_pair(m.stride), padding=torch_padding(m),
-                    output_padding=torch_pair(m.output_padding), dilation=torch_pair(m.dilation),
-                    groups=m.groups, bias=m.bias is not None)
     title = "transposed conv"
     summary = "transposed 2-D convolution (up-convolution): output = (input - 1) × stride " \
               "- 2 × padding + dilation × (kernel - 1) + output_padding + 1"
@@ -188,7 +182,16 @@ class ConvTranspose(Op):
                                   self.a["padding"], self.a["output_padding"], self.a["groups"],
                                   self.a["bias"], self.a["dilation"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.ConvTranspose2d',)
     onnx_types = ("ConvTranspose",)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(out=m.out_channels, kernel=torch_pair(m.kernel_size),
+                    stride=torch_pair(m.stride), padding=torch_padding(m),
+                    output_padding=torch_pair(m.output_padding), dilation=torch_pair(m.dilation),
+                    groups=m.groups, bias=m.bias is not None)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):

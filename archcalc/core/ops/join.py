@@ -18,14 +18,6 @@ def _joins_data(node, initializers) -> bool:
 @register
 class Concat(Join):
     name = "concat"
-    torch_functions = ('torch.cat', 'torch.concat', 'torch.concatenate')
-    aten_ops = ("aten.cat.default",)
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        """cat(tensors, dim) along the channels (dim 1 of N×C×H×W or N×F)."""
-        rank = len(shapes[0][0])
-        return {} if aten_arg(args, kwargs, 1, "dim", 0) % rank == 1 else None
     title = "concat"
     summary = "branches on one input, stacked along the channels; heights and widths must agree"
     fvcore = None       # fvcore has no handler for cat
@@ -45,7 +37,16 @@ class Concat(Join):
         from archcalc.pytorch.modules import Concat as ConcatModule
         return ConcatModule(dim=1)
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_functions = ('torch.cat', 'torch.concat', 'torch.concatenate')
+    aten_ops = ("aten.cat.default",)
     onnx_types = ("Concat",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """cat(tensors, dim) along the channels (dim 1 of N×C×H×W or N×F)."""
+        rank = len(shapes[0][0])
+        return {} if aten_arg(args, kwargs, 1, "dim", 0) % rank == 1 else None
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -58,18 +59,6 @@ class Concat(Join):
 @register
 class Add(Join):
     name = "add"
-    torch_functions = ('operator.add', 'operator.iadd', 'torch.add', 'method:add', 'method:add_')
-    aten_ops = ("aten.add.Tensor", "aten.add_.Tensor")
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        return {} if kwargs.get("alpha", 1) == 1 and len(args) == 2 else None
-
-    @classmethod
-    def from_torch_call(cls, args, kwargs):
-        if kwargs.get("alpha", 1) != 1:
-            raise ValueError("add with alpha")
-        return {}
     title = "add"
     summary = "branches of one shape, summed elementwise: a residual connection"
     fvcore = None       # fvcore has no handler for add
@@ -87,7 +76,20 @@ class Add(Join):
         from archcalc.pytorch.modules import Add as AddModule
         return AddModule()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_functions = ('operator.add', 'operator.iadd', 'torch.add', 'method:add', 'method:add_')
+    aten_ops = ("aten.add.Tensor", "aten.add_.Tensor")
     onnx_types = ("Add", "Sum")
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        return {} if kwargs.get("alpha", 1) == 1 and len(args) == 2 else None
+
+    @classmethod
+    def from_torch_call(cls, args, kwargs):
+        if kwargs.get("alpha", 1) != 1:
+            raise ValueError("add with alpha")
+        return {}
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -97,8 +99,6 @@ class Add(Join):
 @register
 class Mul(Join):
     name = "mul"
-    torch_functions = ('operator.mul', 'operator.imul', 'torch.mul', 'method:mul', 'method:mul_')
-    aten_ops = ("aten.mul.Tensor", "aten.mul_.Tensor")
     title = "mul"
     summary = "branches multiplied elementwise, broadcasting sides of 1 (C×H×W by C×1×1: " \
               "squeeze-and-excitation's gate)"
@@ -120,6 +120,9 @@ class Mul(Join):
         from archcalc.pytorch.modules import Mul as MulModule
         return MulModule()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_functions = ('operator.mul', 'operator.imul', 'torch.mul', 'method:mul', 'method:mul_')
+    aten_ops = ("aten.mul.Tensor", "aten.mul_.Tensor")
     onnx_types = ("Mul",)
 
     @classmethod

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import aten_tensor, Arg, Counts, Op, activation, boolean, numel, positive_int, register
+from archcalc.core.ops.base import (aten_tensor, Arg, Counts, Op, activation, boolean, numel,
+                                    positive_int, register)
 
 
 @register
 class Linear(Op):
     name = "linear"
-    torch_modules = ('torch.nn.Linear',)
-    aten_ops = ("aten.linear.default",)
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        """linear(input, weight, bias): the output features from the weight's shape."""
-        weight = aten_tensor(shapes, 1)
-        if weight is None or len(weight) != 2:
-            return None
-        return dict(out=weight[0], bias=aten_tensor(shapes, 2) is not None)
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(out=m.out_features, bias=m.bias is not None)
     title = "linear"
     summary = "fully connected layer; the input is flattened to a vector first"
     depth = "weights"
@@ -47,7 +34,22 @@ class Linear(Op):
         from archcalc.pytorch.modules import FlattenLinear
         return FlattenLinear(numel(in_shape), self.a["out"], bias=self.a["bias"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Linear',)
+    aten_ops = ("aten.linear.default",)
     onnx_types = ("Gemm", "MatMul")
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """linear(input, weight, bias): the output features from the weight's shape."""
+        weight = aten_tensor(shapes, 1)
+        if weight is None or len(weight) != 2:
+            return None
+        return dict(out=weight[0], bias=aten_tensor(shapes, 2) is not None)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(out=m.out_features, bias=m.bias is not None)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):

@@ -3,34 +3,14 @@ scale, a learned per-channel factor that, like a normalization's γ, rescales ea
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (aten_arg, aten_tensor, Arg, Counts, Op, ShapeError, activation, boolean, feature_map, fmt_shape,
-                   number,
-                   numel, positive_int, positive_number, probability, register)
+from archcalc.core.ops.base import (aten_arg, aten_tensor, Arg, Counts, Op, ShapeError, activation,
+                                    boolean, feature_map, fmt_shape, number, numel, positive_int,
+                                    positive_number, probability, register)
 
 
 @register
 class BatchNorm(Op):
     name = "batchnorm"
-    torch_modules = ('torch.nn.BatchNorm2d', 'torch.nn.BatchNorm1d')
-    aten_ops = ("aten.batch_norm.default", "aten._native_batch_norm_legit_no_training.default")
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        """The eval form: batch_norm(input, weight, bias, mean, var, training, momentum, eps,
-        cudnn) or _native_batch_norm_legit_no_training(input, weight, bias, mean, var,
-        momentum, eps); affine where a weight is passed."""
-        training = len(args) == 9 and args[5]
-        momentum, eps = (args[6], args[7]) if len(args) == 9 else (
-            aten_arg(args, kwargs, 5, "momentum", 0.1), aten_arg(args, kwargs, 6, "eps", 1e-5))
-        if training or aten_tensor(shapes, 3) is None:
-            return None
-        return dict(eps=eps, momentum=momentum, affine=aten_tensor(shapes, 1) is not None)
-
-    @classmethod
-    def from_torch(cls, m):
-        if m.momentum is None:
-            raise ValueError("BatchNorm with a cumulative average (momentum None)")
-        return dict(eps=m.eps, momentum=m.momentum, affine=m.affine)
     title = "batch norm"
     summary = "batch normalization over channels (2-D maps) or features (vectors)"
     # fvcore's eval-mode batch_norm: 2 per element with γ and β, 1 without; as other_ops here
@@ -65,7 +45,28 @@ class BatchNorm(Op):
         return cls(in_shape[0], eps=self.a["eps"], momentum=self.a["momentum"],
                    affine=self.a["affine"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.BatchNorm2d', 'torch.nn.BatchNorm1d')
+    aten_ops = ("aten.batch_norm.default", "aten._native_batch_norm_legit_no_training.default")
     onnx_types = ("BatchNormalization",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """The eval form: batch_norm(input, weight, bias, mean, var, training, momentum, eps,
+        cudnn) or _native_batch_norm_legit_no_training(input, weight, bias, mean, var,
+        momentum, eps); affine where a weight is passed."""
+        training = len(args) == 9 and args[5]
+        momentum, eps = (args[6], args[7]) if len(args) == 9 else (
+            aten_arg(args, kwargs, 5, "momentum", 0.1), aten_arg(args, kwargs, 6, "eps", 1e-5))
+        if training or aten_tensor(shapes, 3) is None:
+            return None
+        return dict(eps=eps, momentum=momentum, affine=aten_tensor(shapes, 1) is not None)
+
+    @classmethod
+    def from_torch(cls, m):
+        if m.momentum is None:
+            raise ValueError("BatchNorm with a cumulative average (momentum None)")
+        return dict(eps=m.eps, momentum=m.momentum, affine=m.affine)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -89,15 +90,6 @@ def _affine_norm_counts(c: int, affine: bool, out_shape) -> Counts:
 @register
 class LayerNorm(Op):
     name = "layernorm"
-    torch_modules = ('torch.nn.LayerNorm',)
-
-    @classmethod
-    def from_torch(cls, m):
-        # one normalized dimension: a vector's features, or (a subclass such as ConvNeXt's
-        # LayerNorm2d) a map's channels; the traced shapes and parameters are checked after
-        if len(m.normalized_shape) != 1:
-            raise ValueError(f"LayerNorm over {tuple(m.normalized_shape)}")
-        return dict(eps=m.eps, affine=m.elementwise_affine)
     title = "layer norm"
     summary = "normalizes each vector over its features, or each position of a map over its " \
               "channels (ConvNeXt's LayerNorm2d)"
@@ -126,7 +118,17 @@ class LayerNorm(Op):
         from archcalc.pytorch.modules import LayerNorm2d
         return LayerNorm2d(in_shape[0], eps=self.a["eps"], elementwise_affine=self.a["affine"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.LayerNorm',)
     onnx_types = ("LayerNormalization",)
+
+    @classmethod
+    def from_torch(cls, m):
+        # one normalized dimension: a vector's features, or (a subclass such as ConvNeXt's
+        # LayerNorm2d) a map's channels; the traced shapes and parameters are checked after
+        if len(m.normalized_shape) != 1:
+            raise ValueError(f"LayerNorm over {tuple(m.normalized_shape)}")
+        return dict(eps=m.eps, affine=m.elementwise_affine)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -143,11 +145,6 @@ class LayerNorm(Op):
 @register
 class GroupNorm(Op):
     name = "groupnorm"
-    torch_modules = ('torch.nn.GroupNorm',)
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(groups=m.num_groups, eps=m.eps, affine=m.affine)
     title = "group norm"
     summary = "normalizes each group of channels over its channels, height and width"
     fvcore = "other_ops"    # fvcore's group_norm: 5 per element with γ and β, 4 without
@@ -181,7 +178,13 @@ class GroupNorm(Op):
         return nn.GroupNorm(self.a["groups"], in_shape[0], eps=self.a["eps"],
                             affine=self.a["affine"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.GroupNorm',)
     onnx_types = ("GroupNormalization",)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(groups=m.num_groups, eps=m.eps, affine=m.affine)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -197,14 +200,6 @@ class GroupNorm(Op):
 @register
 class LayerScale(Op):
     name = "layer_scale"
-    torch_functions = ('operator.mul', 'torch.mul', 'method:mul')
-    aten_ops = ("aten.mul.Tensor",)
-
-    @classmethod
-    def from_torch_call(cls, args, kwargs):
-        # a multiply by a learned parameter (the importer counts it); its trained values are no
-        # initial value, so the spec gets the default
-        return {}
     title = "layer scale"
     summary = "a learned scale per channel (or feature), started small (ConvNeXt, CaiT)"
     args = {
@@ -226,15 +221,20 @@ class LayerScale(Op):
         from archcalc.pytorch.modules import LayerScale as LayerScaleModule
         return LayerScaleModule(in_shape, self.a["init"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_functions = ('operator.mul', 'torch.mul', 'method:mul')
+    aten_ops = ("aten.mul.Tensor",)
+
+    @classmethod
+    def from_torch_call(cls, args, kwargs):
+        # a multiply by a learned parameter (the importer counts it); its trained values are no
+        # initial value, so the spec gets the default
+        return {}
+
 
 @register
 class LRN(Op):
     name = "lrn"
-    torch_modules = ('torch.nn.LocalResponseNorm',)
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(size=m.size, alpha=m.alpha, beta=m.beta, k=m.k)
     title = "local response norm"
     summary = "local response normalization across channels (AlexNet, Caffe's GoogLeNet)"
     args = {
@@ -256,7 +256,13 @@ class LRN(Op):
         from torch import nn
         return nn.LocalResponseNorm(self.a["size"], self.a["alpha"], self.a["beta"], self.a["k"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.LocalResponseNorm',)
     onnx_types = ("LRN",)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(size=m.size, alpha=m.alpha, beta=m.beta, k=m.k)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean, feature_map, fits, numel, pair,
-                   padding, patch_text, register, torch_pair, window)
+from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean, feature_map,
+                                    fits, numel, pair, padding, patch_text, register, torch_pair,
+                                    window)
 
 
 class _Window(Op):
@@ -57,6 +58,8 @@ class _Window(Op):
     def patch(self):
         return patch_text(self.a["kernel"], self.a["stride"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
         """MaxPool and AveragePool over 2-D windows, undilated, padded equally on both sides
@@ -88,8 +91,18 @@ def _window_args(m):
 @register
 class MaxPool(_Window):
     name = "maxpool"
+    title = "max pool"
+    summary = "maximum over each window"
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        _, pads = self._window(in_shape)
+        return nn.MaxPool2d(self.a["kernel"], self.a["stride"], pads, ceil_mode=self.a["ceil"])
+
+    # --- what the importers ask (archcalc import, verify --against) ---------------
     torch_modules = ('torch.nn.MaxPool2d',)
     aten_ops = ("aten.max_pool2d.default",)
+    onnx_types = ("MaxPool",)
 
     @classmethod
     def from_aten(cls, args, kwargs, shapes):
@@ -103,22 +116,23 @@ class MaxPool(_Window):
         if torch_pair(m.dilation) != 1 or m.return_indices:
             raise ValueError("MaxPool2d with dilation or indices")
         return _window_args(m)
-    title = "max pool"
-    summary = "maximum over each window"
-
-    def to_torch(self, in_shape):
-        from torch import nn
-        _, pads = self._window(in_shape)
-        return nn.MaxPool2d(self.a["kernel"], self.a["stride"], pads, ceil_mode=self.a["ceil"])
-
-    onnx_types = ("MaxPool",)
 
 
 @register
 class AvgPool(_Window):
     name = "avgpool"
+    title = "avg pool"
+    summary = "mean over each window (padding counts as zeros)"
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        _, pads = self._window(in_shape)
+        return nn.AvgPool2d(self.a["kernel"], self.a["stride"], pads, ceil_mode=self.a["ceil"])
+
+    # --- what the importers ask (archcalc import, verify --against) ---------------
     torch_modules = ('torch.nn.AvgPool2d',)
     aten_ops = ("aten.avg_pool2d.default",)
+    onnx_types = ("AveragePool",)
 
     @classmethod
     def from_aten(cls, args, kwargs, shapes):
@@ -134,15 +148,6 @@ class AvgPool(_Window):
         if not m.count_include_pad or m.divisor_override is not None:
             raise ValueError("AvgPool2d that does not count the padding")
         return _window_args(m)
-    title = "avg pool"
-    summary = "mean over each window (padding counts as zeros)"
-
-    def to_torch(self, in_shape):
-        from torch import nn
-        _, pads = self._window(in_shape)
-        return nn.AvgPool2d(self.a["kernel"], self.a["stride"], pads, ceil_mode=self.a["ceil"])
-
-    onnx_types = ("AveragePool",)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -158,19 +163,6 @@ class AvgPool(_Window):
 @register
 class GlobalAvgPool(Op):
     name = "gap"
-    torch_modules = ('torch.nn.AdaptiveAvgPool2d',)
-    aten_ops = ("aten.adaptive_avg_pool2d.default",)
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        """adaptive_avg_pool2d to 1×1 (else adaptive_avgpool's)."""
-        return {} if torch_pair(aten_arg(args, kwargs, 1, "output_size", None)) == 1 else None
-
-    @classmethod
-    def from_torch(cls, m):
-        if torch_pair(m.output_size) != 1:
-            raise ValueError("not global")
-        return {}
     title = "global avg pool"
     summary = "mean over the whole height and width: C×H×W to C×1×1"
     depth = "pool"
@@ -187,7 +179,21 @@ class GlobalAvgPool(Op):
         from torch import nn
         return nn.AdaptiveAvgPool2d(1)
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.AdaptiveAvgPool2d',)
+    aten_ops = ("aten.adaptive_avg_pool2d.default",)
     onnx_types = ("GlobalAveragePool",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        """adaptive_avg_pool2d to 1×1 (else adaptive_avgpool's)."""
+        return {} if torch_pair(aten_arg(args, kwargs, 1, "output_size", None)) == 1 else None
+
+    @classmethod
+    def from_torch(cls, m):
+        if torch_pair(m.output_size) != 1:
+            raise ValueError("not global")
+        return {}
 
 
 def adaptive_windows(size: int, out: int) -> int:
@@ -216,16 +222,6 @@ class _Adaptive(Op):
 @register
 class AdaptiveAvgPool(_Adaptive):
     name = "adaptive_avgpool"
-    torch_modules = ('torch.nn.AdaptiveAvgPool2d',)
-    aten_ops = ("aten.adaptive_avg_pool2d.default",)
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        return dict(size=torch_pair(aten_arg(args, kwargs, 1, "output_size", None)))
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(size=torch_pair(m.output_size))
     title = "adaptive avg pool"
     summary = "mean over windows that tile the input into a fixed output size (size: 6 → C×6×6)"
     fvcore = "other_ops"    # fvcore's adaptive_avg_pool2d: 1 per input element, as here
@@ -239,17 +235,22 @@ class AdaptiveAvgPool(_Adaptive):
         from torch import nn
         return nn.AdaptiveAvgPool2d(self.a["size"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.AdaptiveAvgPool2d',)
+    aten_ops = ("aten.adaptive_avg_pool2d.default",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        return dict(size=torch_pair(aten_arg(args, kwargs, 1, "output_size", None)))
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(size=torch_pair(m.output_size))
+
 
 @register
 class AdaptiveMaxPool(_Adaptive):
     name = "adaptive_maxpool"
-    torch_modules = ('torch.nn.AdaptiveMaxPool2d',)
-
-    @classmethod
-    def from_torch(cls, m):
-        if m.return_indices:
-            raise ValueError("AdaptiveMaxPool2d with indices")
-        return dict(size=torch_pair(m.output_size))
     title = "adaptive max pool"
     summary = "maximum over windows that tile the input into a fixed output size"
 
@@ -263,7 +264,15 @@ class AdaptiveMaxPool(_Adaptive):
         from torch import nn
         return nn.AdaptiveMaxPool2d(self.a["size"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.AdaptiveMaxPool2d',)
     onnx_types = ("GlobalMaxPool",)
+
+    @classmethod
+    def from_torch(cls, m):
+        if m.return_indices:
+            raise ValueError("AdaptiveMaxPool2d with indices")
+        return dict(size=torch_pair(m.output_size))
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, choice, feature_map, fits, numel, pair,
-                                    register, torch_pair)
+from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, choice, feature_map, fits, numel,
+                                    pair, register, torch_pair)
 
 # reads per output element: nearest copies one input value, bilinear weighs four neighbours
 _READS = {"nearest": 1, "bilinear": 4}
@@ -12,18 +12,6 @@ _READS = {"nearest": 1, "bilinear": 4}
 @register
 class Upsample(Op):
     name = "upsample"
-    torch_modules = ('torch.nn.Upsample',)
-
-    @classmethod
-    def from_torch(cls, m):
-        if m.mode not in _READS or m.align_corners:
-            raise ValueError(f"Upsample mode {m.mode} (align_corners {m.align_corners})")
-        if m.size is not None:
-            return dict(size=torch_pair(m.size), mode=m.mode)
-        scale = m.scale_factor if isinstance(m.scale_factor, tuple) else (m.scale_factor,) * 2
-        if any(float(s) != int(s) for s in scale):
-            raise ValueError(f"Upsample by {m.scale_factor}")
-        return dict(scale=torch_pair(tuple(int(s) for s in scale)), mode=m.mode)
     title = "upsample"
     summary = "resize each channel by a whole factor (scale) or to a size; nearest or bilinear"
     # fvcore's upsample_nearest2d: 1 per output element; upsample_bilinear2d: 4; as here
@@ -61,7 +49,20 @@ class Upsample(Op):
         return nn.Upsample(scale_factor=tuple(float(s) for s in self.a["scale"]),
                            mode=self.a["mode"], align_corners=corners)
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Upsample',)
     onnx_types = ("Resize", "Upsample")
+
+    @classmethod
+    def from_torch(cls, m):
+        if m.mode not in _READS or m.align_corners:
+            raise ValueError(f"Upsample mode {m.mode} (align_corners {m.align_corners})")
+        if m.size is not None:
+            return dict(size=torch_pair(m.size), mode=m.mode)
+        scale = m.scale_factor if isinstance(m.scale_factor, tuple) else (m.scale_factor,) * 2
+        if any(float(s) != int(s) for s in scale):
+            raise ValueError(f"Upsample by {m.scale_factor}")
+        return dict(scale=torch_pair(tuple(int(s) for s in scale)), mode=m.mode)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):

@@ -3,16 +3,13 @@ activations are in activations.py), dropout and stochastic depth, flatten, chann
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (aten_arg, Arg, Counts, Op, ShapeError, choice, feature_map, numel,
-                                    positive_int, probability, register)
+from archcalc.core.ops.base import (aten_arg, Arg, Counts, Op, ShapeError, choice, feature_map,
+                                    numel, positive_int, probability, register)
 
 
 @register
 class ReLU(Op):
     name = "relu"
-    torch_modules = ('torch.nn.ReLU',)
-    torch_functions = ('torch.relu', 'torch.relu_', 'torch.nn.functional.relu', 'torch.nn.functional.relu_', 'method:relu', 'method:relu_')
-    aten_ops = ("aten.relu.default", "aten.relu_.default")
     title = "relu"
     summary = "rectified linear unit, max(x, 0)"
     activation = True
@@ -24,25 +21,17 @@ class ReLU(Op):
         from torch import nn
         return nn.ReLU()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.ReLU',)
+    torch_functions = ('torch.relu', 'torch.relu_', 'torch.nn.functional.relu',
+                       'torch.nn.functional.relu_', 'method:relu', 'method:relu_')
+    aten_ops = ("aten.relu.default", "aten.relu_.default")
     onnx_types = ("Relu",)
 
 
 @register
 class Softmax(Op):
     name = "softmax"
-    torch_modules = ('torch.nn.Softmax',)
-    torch_functions = ('torch.softmax', 'torch.nn.functional.softmax', 'method:softmax')
-
-    @classmethod
-    def from_torch(cls, m):
-        return cls.from_torch_call((), {"dim": m.dim})
-
-    @classmethod
-    def from_torch_call(cls, args, kwargs):
-        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        if dim != 1:        # archcalc's softmax is over channels (dimension 1 with the batch)
-            raise ValueError(f"softmax over dimension {dim}")
-        return {}
     title = "softmax"
     summary = "softmax over channels (the class scores)"
     activation = True
@@ -55,7 +44,21 @@ class Softmax(Op):
         from torch import nn
         return nn.Softmax(dim=1)
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Softmax',)
+    torch_functions = ('torch.softmax', 'torch.nn.functional.softmax', 'method:softmax')
     onnx_types = ("Softmax",)
+
+    @classmethod
+    def from_torch(cls, m):
+        return cls.from_torch_call((), {"dim": m.dim})
+
+    @classmethod
+    def from_torch_call(cls, args, kwargs):
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if dim != 1:        # archcalc's softmax is over channels (dimension 1 with the batch)
+            raise ValueError(f"softmax over dimension {dim}")
+        return {}
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -67,16 +70,6 @@ class Softmax(Op):
 @register
 class Dropout(Op):
     name = "dropout"
-    torch_modules = ('torch.nn.Dropout', 'torch.nn.Dropout2d')
-    aten_ops = ("aten.dropout.default", "aten.dropout_.default", "aten.feature_dropout.default")
-
-    @classmethod
-    def from_aten(cls, args, kwargs, shapes):
-        return dict(p=aten_arg(args, kwargs, 1, "p", 0.5))
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(p=m.p)
     title = "dropout"
     summary = "zeroes a random fraction p of activations in training; identity at inference"
     args = {"p": Arg(probability, 0.5, doc="fraction dropped", examples=(0.0, 0.5))}
@@ -85,7 +78,18 @@ class Dropout(Op):
         from torch import nn
         return nn.Dropout(self.a["p"])
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Dropout', 'torch.nn.Dropout2d')
+    aten_ops = ("aten.dropout.default", "aten.dropout_.default", "aten.feature_dropout.default")
     onnx_types = ("Dropout",)
+
+    @classmethod
+    def from_aten(cls, args, kwargs, shapes):
+        return dict(p=aten_arg(args, kwargs, 1, "p", 0.5))
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(p=m.p)
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -100,10 +104,23 @@ class Dropout(Op):
 @register
 class Flatten(Op):
     name = "flatten"
+    # a view or reshape flattens where its output is N×F (the importer checks the shape)
+
+    title = "flatten"
+    summary = "C×H×W to a vector of C·H·W"
+
+    def output_shape(self, shape):
+        return (numel(shape),)
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        return nn.Flatten()
+
+    # --- what the importers ask (archcalc import, verify --against) ---------------
     torch_modules = ('torch.nn.Flatten',)
     torch_functions = ('torch.flatten', 'method:flatten', 'method:view', 'method:reshape')
-    # a view or reshape flattens where its output is N×F (the importer checks the shape)
     aten_ops = ("aten.flatten.using_ints", "aten.view.default", "aten.reshape.default")
+    onnx_types = ("Flatten", "Reshape")
 
     @classmethod
     def from_aten(cls, args, kwargs, shapes):
@@ -120,17 +137,6 @@ class Flatten(Op):
         if (m.start_dim, m.end_dim) != (1, -1):
             raise ValueError(f"Flatten({m.start_dim}, {m.end_dim})")
         return {}
-    title = "flatten"
-    summary = "C×H×W to a vector of C·H·W"
-
-    def output_shape(self, shape):
-        return (numel(shape),)
-
-    def to_torch(self, in_shape):
-        from torch import nn
-        return nn.Flatten()
-
-    onnx_types = ("Flatten", "Reshape")
 
     @classmethod
     def from_onnx(cls, node, attrs, initializers, in_shapes):
@@ -147,8 +153,6 @@ class Flatten(Op):
 @register
 class Identity(Op):
     name = "identity"
-    torch_modules = ('torch.nn.Identity',)
-    aten_ops = ("aten.clone.default", "aten.alias.default", "aten.contiguous.default")
     title = "identity"
     summary = "passes its input on; the shortcut branch of a residual add"
 
@@ -156,6 +160,9 @@ class Identity(Op):
         from torch import nn
         return nn.Identity()
 
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.Identity',)
+    aten_ops = ("aten.clone.default", "aten.alias.default", "aten.contiguous.default")
     onnx_types = ("Identity",)
 
 
@@ -181,11 +188,6 @@ class StochasticDepth(Op):
 @register
 class ChannelShuffle(Op):
     name = "channel_shuffle"
-    torch_modules = ('torch.nn.ChannelShuffle',)
-
-    @classmethod
-    def from_torch(cls, m):
-        return dict(groups=m.groups)
     title = "channel shuffle"
     summary = "interleaves the channels of its groups (ShuffleNet), a permutation"
     args = {
@@ -202,3 +204,10 @@ class ChannelShuffle(Op):
     def to_torch(self, in_shape):
         from torch import nn
         return nn.ChannelShuffle(self.a["groups"])
+
+    # --- what the importers ask (archcalc import, verify --against) ---------------
+    torch_modules = ('torch.nn.ChannelShuffle',)
+
+    @classmethod
+    def from_torch(cls, m):
+        return dict(groups=m.groups)

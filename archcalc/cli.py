@@ -377,8 +377,8 @@ def report(
         result = analysis.analyze(built, heads=heads)
         try:
             drawn = diagram.svg(built, result)
-        except diagram.MissingTool as missing:      # the page without it, saying why
-            drawn = html.Missing(str(missing))
+        except diagram.NoLayout as why:     # the page without it, saying why
+            drawn = html.Missing(str(why))
         comparison = None
         if compare is not None:
             from archcalc.core import compare as comparing

@@ -32,6 +32,11 @@ from archcalc.views.table import human
 SHOW = ("params", "macs", "memory")     # what --show may add to a node's label
 FORMATS = ("svg", "png")                # what dot renders here; .dot is the text itself
 DOT_TIMEOUT_S = 60
+# Graphviz's layout grows faster than the graph: 3,000 nodes took 2.8 s here, 20,000 over a
+# minute. Beyond this many nodes dot is not run (the .dot text is still written), and it never
+# gets more than DOT_MEMORY bytes of address space.
+MAX_LAYOUT_NODES = 5_000
+DOT_MEMORY = 4 * 1024 ** 3
 INSTALL = "apt install graphviz, or brew install graphviz"
 # ColorBrewer's Blues, light to dark: index 0 is a node without multiply-adds
 SHADES = ("#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5",
@@ -39,8 +44,16 @@ SHADES = ("#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#21
 LIGHT_TEXT_FROM = 6                     # shades this dark and darker get white text
 
 
-class MissingTool(ArchcalcError):
+class NoLayout(ArchcalcError):
+    """The diagram cannot be laid out here: a page shows the rest without it."""
+
+
+class MissingTool(NoLayout):
     """A program archcalc runs (Graphviz's dot) is not installed."""
+
+
+class TooLarge(NoLayout):
+    """More nodes than Graphviz lays out in reasonable time and memory."""
 
 
 @dataclass
@@ -109,9 +122,10 @@ def diagram(graph: Graph, report: Report, detail: bool = False, show: Sequence[s
         """The layer whose output ``name`` (a layer, a container) is; None: the input."""
         return None if name == INPUT else layers[outputs.get(name, name)]
 
+    by_row = {r.name: r for r in report.rows}
     if detail:
         for row in rows:
-            clusters.append(_cluster(row.group, f"{row.name} · {_row_type(report, row)}"))
+            clusters.append(_cluster(row.group, f"{row.name} · {by_row[row.name].type}"))
             for layer in row.group.layers():
                 s = stats[layer.name]
                 numbers = _numbers(s.params, s.macs, _memory(layer.out_shape))
@@ -126,7 +140,6 @@ def diagram(graph: Graph, report: Report, detail: bool = False, show: Sequence[s
                     shape = graph.input_shape if made is None else made.out_shape
                     edges.append(Edge(tail, f"layer-{layer.name}", fmt_shape(shape)))
     else:
-        by_row = {r.name: r for r in report.rows}
         memory = {}
         for layer in layers.values():
             memory[layer.row] = memory.get(layer.row, 0) + _memory(layer.out_shape)
@@ -192,10 +205,6 @@ def _cluster(group: Group, label: str) -> Cluster:
     if group.join is not None:
         cluster.nodes.append(f"layer-{group.join.name}")
     return cluster
-
-
-def _row_type(report: Report, row: Row) -> str:
-    return next((r.type for r in report.rows if r.name == row.name), "")
 
 
 def _layer_label(layer: Layer) -> List[str]:
@@ -315,10 +324,16 @@ def render(dot_text: str, fmt: str) -> bytes:
     """``dot_text`` laid out by ``dot -T<fmt>`` (svg or png), run without a shell."""
     if fmt not in FORMATS:
         raise ValueError(f"render: fmt must be one of {FORMATS}, got {fmt!r}")
+    nodes = dot_text.count(" [id=")     # to_dot's node statements (clusters say `id=`)
+    if nodes > MAX_LAYOUT_NODES:
+        raise TooLarge(f"the diagram has {nodes:,} nodes, more than Graphviz lays out in "
+                       f"reasonable time ({MAX_LAYOUT_NODES:,}); draw it without --detail, or "
+                       "write .dot")
     program = dot_program()
     try:
         done = subprocess.run([program, f"-T{fmt}"], input=dot_text.encode("utf-8"),
-                              capture_output=True, timeout=DOT_TIMEOUT_S, check=False)
+                              capture_output=True, timeout=DOT_TIMEOUT_S, check=False,
+                              preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         raise ArchcalcError(f"Graphviz's dot took longer than {DOT_TIMEOUT_S} s to lay out "
                             "the diagram; try without --detail, or write .dot") from None
@@ -333,6 +348,12 @@ def render(dot_text: str, fmt: str) -> bytes:
 
 
 _ID = re.compile(r'\bid="([^"]*)"')
+
+
+def _limit_memory() -> None:
+    """In dot's process, before it starts: at most DOT_MEMORY of address space."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (DOT_MEMORY, DOT_MEMORY))
 
 
 def svg_document(dot_text: str) -> str:

@@ -139,9 +139,15 @@ def in_terminal(args, columns, rows=60, timeout=20.0):
 # weights), and inception (3a)'s params: weights 192·64 + 192·96 + 96·128·9 + 192·16
 # + 16·32·25 + 192·32 = 163,328 plus 64 + 96 + 128 + 16 + 32 + 32 = 368 biases. compare: the
 # networks' weights (naive, reduced) and (3a)'s naive weights, 192·64 + 192·128·9 + 192·32·25.
+# stages, sweep: torchvision's published MobileNetV2 counts (3,504,872 params and 0.301 G MACs
+# at width 1.0, 1,968,680 params at 0.5), tests/zoo_reference.py.
 NUMBERS = {"table": ["6,998,552", "1,582,671,872", "163,696"],
-           "compare": ["97,519,936", "6,990,272", "387,072"]}
-COMMANDS = {"table": ["table", "googlenet"], "compare": ["compare", "naive", "reduced"]}
+           "compare": ["97,519,936", "6,990,272", "387,072"],
+           "stages": ["3,504,872", "300,774,272"],
+           "sweep": ["1,968,680", "3,504,872"]}
+COMMANDS = {"table": ["table", "googlenet"], "compare": ["compare", "naive", "reduced"],
+            "stages": ["table", "mobilenetv2"],
+            "sweep": ["sweep", "mobilenetv2", "--set", "width=0.5,1.0"]}
 TOKEN = re.compile(r"\d[\d,.]*[KMG]?")
 
 
@@ -200,6 +206,14 @@ def test_a_narrow_terminal_says_what_it_left_out(screens):
     assert note == ("left out block args, params ≈, ops ≈; numbers shortened (K = 10^3, "
                     "M = 10^6, G = 10^9); --wide shows all")
     assert "narrow terminal" not in screens["table", 160][0]
+
+
+def test_a_stages_long_type_is_cut_and_the_note_says_so(screens):
+    """MobileNetV2's rows are stages: 'linear_bottleneck ×1 + inverted_residual ×3' alone
+    is 44 columns; at 80 the type is cut with … and the note says so, at 160 it is whole."""
+    note = " ".join(screens["stages", 80][0].split("narrow terminal (80 columns): ")[1].split())
+    assert "long types cut (…)" in note
+    assert "linear_bottleneck ×1 + inverted_residual ×3" in screens["stages", 160][0]
 
 
 def test_wide_shows_every_column_in_a_narrow_terminal():

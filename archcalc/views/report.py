@@ -77,7 +77,7 @@ def paper_table(report: Report) -> Table:
     audited = [q for q in ("params", "ops") if any(q in r.paper for r in report.rows)]
     # On a narrow terminal the block args go first, then patch/stride and depth, then the
     # audit's computed figures (its Δ says how they compare); name, shape, params, MACs stay.
-    columns = [Column("name"), Column("type"), Column("patch/stride", optional=2),
+    columns = [Column("name"), Column("type", "label"), Column("patch/stride", optional=2),
                Column("output", "shape"), Column("depth", "int", optional=3)]
     if blocks:
         columns.append(Column("block args", optional=1))

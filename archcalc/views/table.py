@@ -32,7 +32,8 @@ class Column:
     header: str
     kind: str = "text"      # text, int, shape (C,H,W shown as the paper's H×W×C), keras_shape,
                             # shapes (a layer's inputs: several for a join), figure (a computed
-                            # value in paper units), pct, ratio (a float shown as 2.37×)
+                            # value in paper units), pct, ratio (a float shown as 2.37×), label
+                            # (text a narrow terminal may cut: a stage's blocks)
     part: str = "main"      # "audit" columns go to a second table on screen
     optional: int = 0       # 0: always shown; else left out on a narrow terminal, 1 first
 
@@ -52,7 +53,9 @@ class Table:
 # --- formatting cells ----------------------------------------------------------------------
 
 SHORT_KINDS = {"int": "numbers shortened (K = 10^3, M = 10^6, G = 10^9)",
-               "shapes": "a join's inputs counted"}
+               "shapes": "a join's inputs counted",
+               "label": "long types cut (…)"}
+LABEL_SHORT = 24    # a label ("linear_bottleneck ×1 + inverted_residual ×3") cut to this
 
 
 def fmt_cell(value: Any, kind: str, plain: bool = False, short: bool = False) -> str:
@@ -86,7 +89,10 @@ def fmt_cell(value: Any, kind: str, plain: bool = False, short: bool = False) ->
         if plain:
             return f"{value:.2f}"
         return f"{value:+.1f}%" if round(value, 1) else "0.0%"
-    return printable(str(value))
+    text = printable(str(value))
+    if kind == "label" and short and len(text) > LABEL_SHORT:
+        return text[:LABEL_SHORT - 1] + "…"
+    return text
 
 
 def human(value: float, zeros: bool = False) -> str:

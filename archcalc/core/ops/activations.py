@@ -6,15 +6,30 @@ counts 0), so ``verify`` checks their count by hand: one function evaluation per
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import aten_arg, Arg, Counts, Op, choice, number, numel, register
 
 
 class _Activation(Op):
+    """An elementwise function. ``module`` names torch.nn's class for it: ``to_torch`` makes
+    one (with no arguments, unless the op overrides it) and the importer maps it back."""
+
     activation = True
+    module: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.module and "torch_modules" not in cls.__dict__:
+            cls.torch_modules = (f"torch.nn.{cls.module}",)
 
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=numel(out_shape))     # one function evaluation per element
+
+    def to_torch(self, in_shape):
+        from torch import nn
+        return getattr(nn, self.module)()
 
 
 @register
@@ -22,13 +37,9 @@ class ReLU6(_Activation):
     name = "relu6"
     title = "relu6"
     summary = "min(max(x, 0), 6) (MobileNet)"
-
-    def to_torch(self, in_shape):
-        from torch import nn
-        return nn.ReLU6()
+    module = "ReLU6"
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
-    torch_modules = ('torch.nn.ReLU6',)
     torch_functions = ('torch.nn.functional.relu6',)
     aten_ops = ("aten.hardtanh.default", "aten.hardtanh_.default", "aten.relu6.default")
     onnx_types = ("Clip",)
@@ -55,13 +66,9 @@ class HardSwish(_Activation):
     name = "hardswish"
     title = "hard swish"
     summary = "x · relu6(x + 3) / 6 (MobileNetV3)"
-
-    def to_torch(self, in_shape):
-        from torch import nn
-        return nn.Hardswish()
+    module = "Hardswish"
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
-    torch_modules = ('torch.nn.Hardswish',)
     torch_functions = ('torch.nn.functional.hardswish',)
     aten_ops = ('aten.hardswish.default', 'aten.hardswish_.default')
     onnx_types = ("HardSwish",)
@@ -72,13 +79,9 @@ class HardSigmoid(_Activation):
     name = "hardsigmoid"
     title = "hard sigmoid"
     summary = "relu6(x + 3) / 6 (MobileNetV3's squeeze-and-excitation gate)"
-
-    def to_torch(self, in_shape):
-        from torch import nn
-        return nn.Hardsigmoid()
+    module = "Hardsigmoid"
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
-    torch_modules = ('torch.nn.Hardsigmoid',)
     torch_functions = ('torch.nn.functional.hardsigmoid',)
     aten_ops = ('aten.hardsigmoid.default', 'aten.hardsigmoid_.default')
     onnx_types = ("HardSigmoid",)
@@ -96,13 +99,9 @@ class SiLU(_Activation):
     name = "silu"
     title = "silu"
     summary = "x · sigmoid(x), also called swish (EfficientNet)"
-
-    def to_torch(self, in_shape):
-        from torch import nn
-        return nn.SiLU()
+    module = "SiLU"
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
-    torch_modules = ('torch.nn.SiLU',)
     torch_functions = ('torch.nn.functional.silu',)
     aten_ops = ('aten.silu.default', 'aten.silu_.default')
 
@@ -112,6 +111,7 @@ class GELU(_Activation):
     name = "gelu"
     title = "gelu"
     summary = "x · Φ(x), the Gaussian error linear unit (ConvNeXt, transformers)"
+    module = "GELU"
     args = {
         "approximate": Arg(choice("none", "tanh"), "none",
                            doc="'none' (the exact erf) or 'tanh' (its tanh approximation)",
@@ -123,7 +123,6 @@ class GELU(_Activation):
         return nn.GELU(approximate=self.a["approximate"])
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
-    torch_modules = ('torch.nn.GELU',)
     torch_functions = ('torch.nn.functional.gelu',)
     aten_ops = ("aten.gelu.default", "aten.gelu_.default")
     onnx_types = ("Gelu",)
@@ -152,13 +151,9 @@ class Sigmoid(_Activation):
     name = "sigmoid"
     title = "sigmoid"
     summary = "1 / (1 + exp(-x))"
-
-    def to_torch(self, in_shape):
-        from torch import nn
-        return nn.Sigmoid()
+    module = "Sigmoid"
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
-    torch_modules = ('torch.nn.Sigmoid',)
     torch_functions = ('torch.sigmoid', 'torch.nn.functional.sigmoid', 'method:sigmoid')
     aten_ops = ('aten.sigmoid.default', 'aten.sigmoid_.default')
     onnx_types = ("Sigmoid",)
@@ -169,13 +164,9 @@ class Tanh(_Activation):
     name = "tanh"
     title = "tanh"
     summary = "hyperbolic tangent"
-
-    def to_torch(self, in_shape):
-        from torch import nn
-        return nn.Tanh()
+    module = "Tanh"
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
-    torch_modules = ('torch.nn.Tanh',)
     torch_functions = ('torch.tanh', 'torch.nn.functional.tanh', 'method:tanh')
     aten_ops = ('aten.tanh.default', 'aten.tanh_.default')
     onnx_types = ("Tanh",)
@@ -186,6 +177,7 @@ class LeakyReLU(_Activation):
     name = "leaky_relu"
     title = "leaky relu"
     summary = "x for x > 0, slope · x below (DCGAN's discriminator: slope 0.2)"
+    module = "LeakyReLU"
     args = {
         "slope": Arg(number, 0.01, doc="the slope below zero (PyTorch's negative_slope)",
                      examples=(0.01, 0.2, 0)),
@@ -196,7 +188,6 @@ class LeakyReLU(_Activation):
         return nn.LeakyReLU(self.a["slope"])
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
-    torch_modules = ('torch.nn.LeakyReLU',)
     onnx_types = ("LeakyRelu",)
 
     @classmethod

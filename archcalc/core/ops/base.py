@@ -202,7 +202,8 @@ class Join(Op):
     def output_shape(self, shapes: Tuple[Shape, ...]) -> Shape:  # type: ignore[override]
         raise NotImplementedError
 
-    def counts(self, in_shapes: Tuple[Shape, ...], out_shape: Shape) -> Counts:  # type: ignore[override]
+    def counts(self, in_shapes: Tuple[Shape, ...],  # type: ignore[override]
+               out_shape: Shape) -> Counts:
         return Counts()
 
     def to_torch(self, in_shapes: Tuple[Shape, ...]):  # type: ignore[override]
@@ -327,6 +328,12 @@ def activation(v: Any) -> Optional[str]:
     if v not in names:
         raise ArgError(f"must be 'none' or one of {', '.join(names)}, got {v!r}")
     return v
+
+
+def act_arg(*examples: str) -> Arg:
+    """The ``act:`` argument of an op that an activation layer may follow (``act: relu``)."""
+    return Arg(activation, None, doc=f"activation layer to follow, e.g. {examples[0]}",
+               examples=("none",) + examples)
 
 
 # --- window arithmetic shared by convolution and pooling -----------------------------------

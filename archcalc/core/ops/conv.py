@@ -3,9 +3,9 @@ upsamples (U-Net's up-convolution, FCN's and DCGAN's "deconvolution")."""
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (Arg, ArgError, aten_arg, aten_tensor, Counts, Op, ShapeError,
-                                    activation, amount, boolean, feature_map, fits, pair, padding,
-                                    patch_text, positive_int, register, torch_padding, torch_pair,
+from archcalc.core.ops.base import (act_arg, amount, Arg, ArgError, aten_arg, aten_tensor, boolean,
+                                    Counts, feature_map, fits, Op, padding, pair, patch_text,
+                                    positive_int, register, ShapeError, torch_padding, torch_pair,
                                     window)
 
 
@@ -29,8 +29,7 @@ class Conv(Op):
                       examples=(1, 2)),
         "bias": Arg(boolean, True, doc="add a learned bias per output channel",
                     examples=(True, False)),
-        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
-                   examples=("none", "relu")),
+        "act": act_arg("relu"),
     }
 
     def __init__(self, **values):
@@ -135,8 +134,7 @@ class ConvTranspose(Op):
                       examples=(1, 2)),
         "bias": Arg(boolean, True, doc="add a learned bias per output channel",
                     examples=(True, False)),
-        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
-                   examples=("none", "relu")),
+        "act": act_arg("relu"),
     }
 
     def __init__(self, **values):

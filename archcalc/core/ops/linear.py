@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (aten_tensor, Arg, Counts, Op, activation, boolean, numel,
+from archcalc.core.ops.base import (act_arg, Arg, aten_tensor, boolean, Counts, numel, Op,
                                     positive_int, register)
 
 
@@ -18,8 +18,7 @@ class Linear(Op):
         "out": Arg(positive_int, required=True, doc="output features", examples=(1, 5, 10)),
         "bias": Arg(boolean, True, doc="add a learned bias per output feature",
                     examples=(True, False)),
-        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
-                   examples=("none", "relu", "softmax")),
+        "act": act_arg("relu", "softmax"),
     }
 
     def output_shape(self, shape):

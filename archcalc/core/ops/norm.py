@@ -3,9 +3,9 @@ scale, a learned per-channel factor that, like a normalization's γ, rescales ea
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (aten_arg, aten_tensor, Arg, Counts, Op, ShapeError, activation,
-                                    boolean, feature_map, fmt_shape, number, numel, positive_int,
-                                    positive_number, probability, register)
+from archcalc.core.ops.base import (act_arg, Arg, aten_arg, aten_tensor, boolean, Counts,
+                                    feature_map, fmt_shape, number, numel, Op, positive_int,
+                                    positive_number, probability, register, ShapeError)
 
 
 @register
@@ -21,8 +21,7 @@ class BatchNorm(Op):
                         examples=(0.1, 0.01)),
         "affine": Arg(boolean, True, doc="learn a scale γ and shift β per channel",
                       examples=(True, False)),
-        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
-                   examples=("none", "relu")),
+        "act": act_arg("relu"),
     }
 
     def output_shape(self, shape):
@@ -98,8 +97,7 @@ class LayerNorm(Op):
         "eps": Arg(positive_number, 1e-5, doc="added to the variance", examples=(1e-5, 1e-6)),
         "affine": Arg(boolean, True, doc="learn a scale γ and shift β per channel or feature",
                       examples=(True, False)),
-        "act": Arg(activation, None, doc="activation layer to follow, e.g. gelu",
-                   examples=("none", "gelu")),
+        "act": act_arg("gelu"),
     }
 
     def output_shape(self, shape):
@@ -154,8 +152,7 @@ class GroupNorm(Op):
         "eps": Arg(positive_number, 1e-5, doc="added to the variance", examples=(1e-5, 1e-3)),
         "affine": Arg(boolean, True, doc="learn a scale γ and shift β per channel",
                       examples=(True, False)),
-        "act": Arg(activation, None, doc="activation layer to follow, e.g. relu",
-                   examples=("none", "relu")),
+        "act": act_arg("relu"),
     }
 
     def output_shape(self, shape):

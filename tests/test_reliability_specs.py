@@ -210,3 +210,39 @@ def test_options_that_are_not_numbers_one_can_use(args, line, tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == line
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the new inputs: settings, sweeps, diagrams, imports -------------------------------------
+# Each is run as a user would, in a child limited to 2 GB and 30 s: one line, exit 2, nothing
+# on stdout, whatever the value's size or nesting.
+
+HUGE_CHAIN = "input: [2, 4, 4]\nlayers:\n" + "".join(f"  l{i}: relu\n" for i in range(20_000))
+
+
+@pytest.mark.parametrize("args, said", [
+    (["table", "mobilenetv2", "--set", "width=1e999999"], "is too large (more than 100 digits)"),
+    (["table", "mobilenetv2", "--set", "width=" + "(" * 300 + "1" + ")" * 300],
+     "too many nested parentheses"),
+    (["table", "mobilenetv2", "--set", "width=" + "9*" * 400 + "9"], "expression '9*9"),
+    (["table", "mobilenetv2", "--set", "width=1/0"], "division by zero"),
+    (["table", "mobilenetv2", "--set", "width"], "--set takes NAME=VALUE"),
+    (["table", "resnet", "--set", "n1=99999999"], "more than the limit of 100,000 layers"),
+    (["sweep", "resnet", "--input", "3x1:2147483647:1"], "the sweep has 2,147,483,647 points"),
+    (["sweep", "mobilenetv2", "--set", "width=" + ",".join(["0.5"] * 20_000)],
+     "the sweep has 20,000 points"),
+    (["sweep", "googlenet", "--input", "3x" + "9" * 5000], "--input"),
+    (["import", "os.path:nosuchthing", "-o", "{tmp}/x.yaml"], "os.path:nosuchthing"),
+    (["import", "{tmp}/junk.onnx", "-o", "{tmp}/x.yaml"], "junk.onnx"),
+    (["import", "{tmp}/junk.pt2", "-o", "{tmp}/x.yaml"], "junk.pt2"),
+    (["graph", "{tmp}/chain.yaml", "--detail", "-o", "{tmp}/x.svg"], "20,001 nodes"),
+])
+def test_hostile_values_for_the_new_commands_are_one_line(tmp_path, args, said):
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x07" + os.urandom(4096))
+    (tmp_path / "junk.pt2").write_bytes(b"PK\x03\x04" + os.urandom(4096))
+    (tmp_path / "chain.yaml").write_text(HUGE_CHAIN)
+    result = archcalc(*[a.format(tmp=tmp_path) for a in args], timeout=60)
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2 and result.stdout == "", result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], result.stderr[-2000:]
+    assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "x.svg").exists()

@@ -54,8 +54,10 @@ def _exported(path: str):
     import torch
     if not Path(path).is_file():
         raise ArchcalcError(f"{path}: no such file")
+    from archcalc.pytorch.quiet import quiet
     try:
-        program = torch.export.load(path)
+        with quiet("torch"):        # it logs a traceback for a file it cannot read
+            program = torch.export.load(path)
     except Exception as exc:    # a corrupt or foreign file: any error is bad input
         raise ArchcalcError(f"{path}: not a model saved with torch.export.save "
                             f"({type(exc).__name__})") from None

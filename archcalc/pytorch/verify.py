@@ -22,13 +22,10 @@ Nothing here prints; ``views/verify.py`` shapes a result for the renderers.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from archcalc.extras import require
 
@@ -41,6 +38,7 @@ from archcalc.errors import ArchcalcError, Position
 from archcalc.pytorch.devices import check_memory, resolve_device, torch_threads
 from archcalc.core.graph import Layer
 from archcalc.pytorch import modules
+from archcalc.pytorch.quiet import quiet
 from archcalc.pytorch.build import Branches, SpecLike, build_module, layer_modules, load_graph
 
 Shape = Tuple[int, ...]
@@ -373,7 +371,7 @@ def _fvcore(model: nn.Module, x: torch.Tensor):
     """fvcore's counts by module name, its total, the operators it met but did not count, and
     an error if it could not trace; its log lines and the warnings its import and tracing raise
     are kept off the screen."""
-    with _quiet():
+    with quiet("fvcore", "iopath"):
         from fvcore.nn import FlopCountAnalysis
         analysis = (FlopCountAnalysis(model, x).unsupported_ops_warnings(False)
                     .uncalled_modules_warnings(False).tracer_warnings("none"))
@@ -382,22 +380,6 @@ def _fvcore(model: nn.Module, x: torch.Tensor):
         except (RuntimeError, TypeError, ValueError) as exc:
             return {}, None, {}, f"fvcore could not trace the model: {_first_line(exc)}"
         return by_module, analysis.total(), dict(analysis.unsupported_ops()), None
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """No log lines from fvcore (and iopath, which it imports) below errors; no warnings."""
-    loggers = [logging.getLogger(name) for name in ("fvcore", "iopath")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
 
 
 def _check_layer(layer: Layer, module: Optional[nn.Module], seen: Optional[Seen],

@@ -1,0 +1,28 @@
+"""Keep libraries' log lines and warnings off the screen: a command's output is its own.
+
+fvcore logs what it does not count, torch.export logs a traceback for a file it cannot read;
+archcalc says what matters in its own one line instead. Torch-free, so ``archcalc.bridge`` can
+use it before it imports torch."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def quiet(*names: str) -> Iterator[None]:
+    """No log lines below errors from the loggers ``names`` (and their children), and no
+    warnings, inside the block; both as they were after it."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

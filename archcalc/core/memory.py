@@ -20,7 +20,20 @@ from dataclasses import dataclass
 from math import prod
 from typing import Optional
 
+from archcalc.errors import ArchcalcError, Position
+
 BYTES = 4   # float32
+
+# The data types a memory or roofline estimate may assume, and the bytes of one number in each.
+DTYPES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+def dtype_bytes(name: str, where: str = "--dtype") -> int:
+    """The bytes of one number in the data type ``name``; one clear line for an unknown one."""
+    if name not in DTYPES:
+        raise ArchcalcError(f"unknown data type {name!r}; known: {', '.join(DTYPES)}",
+                            Position(where))
+    return DTYPES[name]
 
 
 @dataclass

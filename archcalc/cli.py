@@ -112,6 +112,34 @@ ThreadsOpt = Annotated[Optional[int], typer.Option(
     "one core busy, 2 threads trained at about half the speed of 1.")]
 
 
+# --- the roofline's options (table --roofline, profile) --------------------------------------
+
+RooflineOpt = Annotated[Optional[str], typer.Option(
+    "--roofline", metavar="DEVICE",
+    help="Add each row's arithmetic intensity, roofline time and bound on DEVICE (h200, "
+    "h100-sxm, a100-pcie-80gb, l4, m1-max, cpu: measured here; see docs/roofline.md).")]
+DevicesOpt = Annotated[Optional[Path], typer.Option(
+    "--devices", metavar="FILE",
+    help="Device profiles from this YAML file instead of the bundled ones.")]
+RoofBatchOpt = Annotated[int, typer.Option(
+    "--batch-size", "--batch", min=1, help="Images per batch for the roofline.")]
+DtypeOpt = Annotated[str, typer.Option(
+    "--dtype", help="Data type of weights and activations: fp32, bf16 or fp16.")]
+
+
+def roofline_device(name: str, devices: Optional[Path] = None, threads: Optional[int] = None):
+    """The roofline's Device named ``name`` (bundled profiles, or --devices FILE's); `cpu` is
+    measured here, once, and cached (it needs PyTorch)."""
+    from archcalc.core import roofline as rl
+
+    def measure(entry):
+        from archcalc.extras import require
+        require("torch", f"measuring the '{entry.key}' device profile")
+        from archcalc.pytorch import cpu_profile
+        return cpu_profile.device(entry, threads)
+    return rl.resolve(rl.find(rl.load_devices(devices), name), measure)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Bad input becomes one line on stderr and exit code 2, never a traceback."""
@@ -266,13 +294,23 @@ def table(
     output: FigureOutputOpt = None,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Also draw params and MACs per row: FILE.png or FILE.svg.")] = None,
+    roofline: RooflineOpt = None,
+    devices: DevicesOpt = None,
+    batch_size: RoofBatchOpt = 1,
+    dtype: DtypeOpt = "fp32",
     wide: WideOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
 
-    Example: archcalc table specs/googlenet.yaml --format markdown -o table1.md
+    With --roofline DEVICE: each row's (layer's) arithmetic intensity, the time the roofline
+    model predicts on that device, and whether compute or memory bounds it.
+
+    Examples:
+      archcalc table specs/googlenet.yaml --format markdown -o table1.md
+      archcalc table googlenet --roofline h100-sxm --batch-size 64 --dtype bf16
     """
+    from archcalc.core import analysis
     from archcalc.views import report as view
     from archcalc.views.table import to_json
     with user_errors(), gc_paused():
@@ -281,14 +319,20 @@ def table(
         if plot is not None:
             from archcalc.views import plot as plotting
             plotting.check_path(plot, force)
-        result = load_report(spec, variant, input, heads, tolerance, set)
+        built = load_graph(spec, variant, input, heads, set)
+        result = analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
+        roof = None
+        if roofline is not None:
+            from archcalc.core import roofline as rl
+            roof = rl.roofline(built, roofline_device(roofline, devices), batch_size, dtype,
+                               heads)
         if plot is not None:
             write_plot(plotting.report_figure(result), plot, force)
         if format is Format.json:
-            emit(to_json(result.to_dict()), output, force)
+            emit(to_json(view.to_dict(result, roof)), output, force)
         elif format is not None:
-            emit_table(view.make_table(result, style.value, detail), format, output, wide,
-                       force)
+            emit_table(view.make_table(result, style.value, detail, roof), format, output,
+                       wide, force)
 
 
 # What `graph -o`'s extension says: the DOT text itself, or what Graphviz's dot renders of it.
@@ -667,6 +711,66 @@ def parse_args(pairs: List[str]) -> Dict[str, str]:
             raise ArchcalcError(f"--arg takes KEY=VALUE (e.g. num_classes=10), got {pair!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+# --- profile: each layer measured beside the roofline's prediction ------------------------
+
+@app.command()
+def profile(
+    spec: SpecArg,
+    variant: VariantOpt = None,
+    set: SetOpt = None,
+    input: InputOpt = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", "--batch", min=1, help="Images in each pass.")] = 1,
+    backward: Annotated[bool, typer.Option(
+        "--backward", help="Also time each layer's backward pass (the model in training "
+        "mode).")] = False,
+    dtype: DtypeOpt = "fp32",
+    repeat: Annotated[int, typer.Option(
+        "--repeat", min=1, help="Timed runs of each layer (after 2 warm-up runs); the "
+        "median is shown.")] = 5,
+    devices: DevicesOpt = None,
+    threads: ThreadsOpt = None,
+    format: FormatOpt = None,
+    output: FigureOutputOpt = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw each layer's time, predicted against measured: FILE.png "
+        "or FILE.svg.")] = None,
+    wide: WideOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Time every layer of the spec's PyTorch model and set it beside the roofline's
+    prediction for the device (the `cpu` profile, measured here; on CUDA the profile of the
+    GPU torch reports), with the fraction of the device's peak each layer reached.
+
+    Examples:
+      archcalc profile googlenet --device cpu
+      archcalc profile resnet --device cuda --batch-size 64 --dtype bf16 --backward --plot r.png
+    """
+    with user_errors():
+        check_output(output, force, [spec], plot)
+        format, output, plot = figure_output(format, output, plot)
+        if plot is not None:
+            from archcalc.views import plot as plotting
+            plotting.check_path(plot, force)
+        from archcalc.core import roofline as rl
+        from archcalc.core.memory import dtype_bytes
+        dtype_bytes(dtype)
+        entries = rl.load_devices(devices)
+        from archcalc.pytorch import profile as profiling     # imports torch
+        from archcalc.views import roofline as view
+        result = profiling.profile(spec, device, batch_size, dtype, backward, repeat, variant,
+                                   input, settings_given(set), entries, threads)
+        if plot is not None:
+            write_plot(plotting.profile_figure(result), plot, force)
+        if format is Format.json:
+            from archcalc.views.table import to_json
+            emit(to_json(result.to_dict()), output, force)
+        elif format is not None:
+            emit_table(view.profile_table(result), format, output, wide, force)
 
 
 # --- train: the spec's model on real data, briefly, to show it learns ----------------------

@@ -152,6 +152,39 @@ def sweep_figure(s: "Sweep") -> Figure:
     return fig
 
 
+def profile_figure(p) -> Figure:
+    """`archcalc profile`: each layer's measured time as a bar, the roofline's prediction as
+    a marker on it (log scale: layers differ by orders of magnitude); the backward pass in a
+    second panel with --backward."""
+    from archcalc.views.table import seconds
+    passes = [("forward", p.forward, [l.forward_seconds for l in p.layers])]
+    if p.backward is not None:
+        passes.append(("backward", p.backward, [l.backward_seconds for l in p.layers]))
+    names = [l.name for l in p.layers]
+    fig = Figure(figsize=(max(WIDTH, 0.14 * len(names) + 2), HEIGHT), layout="constrained")
+    axes = fig.subplots(len(passes), 1, sharex=True, squeeze=False)[:, 0]
+    x = list(range(len(names)))
+    for ax, (name, roof, measured) in zip(axes, passes):
+        ax.bar(x, [m or 0 for m in measured], 0.8, label="measured", color=COLORS[1])
+        ax.plot(x, [l.seconds for l in roof.layers], linestyle="none", marker="_",
+                markersize=9, markeredgewidth=2, color=COLORS[0], label="roofline prediction")
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: seconds(v)))
+        ax.set_ylabel(f"{name} time per layer, log scale")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.legend(loc="upper right", frameon=False, fontsize=8)
+    axes[-1].set_xticks(x, names, rotation=90, fontsize=6 if len(names) > 40 else 8)
+    axes[-1].set_xlabel("layer, in execution order")
+    totals = "; ".join(f"{name} predicted {seconds(roof.seconds)}, measured "
+                       f"{seconds(sum(m or 0 for m in measured))}"
+                       for name, roof, measured in passes)
+    fig.suptitle(f"{p.name} on {p.device} ({p.profile.name}), {p.dtype}, batch {p.batch:,}"
+                 f"\n{totals}")
+    return fig
+
+
 def bars(title: str, categories: Sequence[str], panels: Sequence[Panel], xlabel: str) -> Figure:
     """One panel per quantity, stacked, sharing the categories; bars of each series side by
     side; a log axis where the values spread over more than LOG_SPREAD times."""

@@ -5,11 +5,14 @@ Each function turns the analysis' plain data into a :class:`~archcalc.views.tabl
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from archcalc.core.analysis import PARAMS_CONVENTION, PaperCell, Report
 from archcalc.core.ops import fmt_shape
 from archcalc.views.table import Column, Table
+
+if TYPE_CHECKING:
+    from archcalc.core.roofline import Roofline
 
 STYLES = ("paper", "keras")
 
@@ -183,7 +186,25 @@ def keras_table(report: Report) -> Table:
     return Table(f'Model: "{report.name}"', [], columns, rows, [], summary)
 
 
-def make_table(report: Report, style: str = "paper", detail: bool = False) -> Table:
+def make_table(report: Report, style: str = "paper", detail: bool = False,
+               roofline: Optional["Roofline"] = None) -> Table:
+    """The table of ``style``; with ``roofline``, its columns (intensity, time, bound) after
+    the main ones, per spec row in the paper's layout, per layer otherwise."""
     if style == "keras":
-        return keras_table(report)
-    return detail_table(report) if detail else paper_table(report)
+        table = keras_table(report)
+    else:
+        table = detail_table(report) if detail else paper_table(report)
+    if roofline is None:
+        return table
+    from archcalc.views.roofline import with_columns
+    by_row = style != "keras" and not detail
+    names = [r.name for r in report.rows] if by_row else [l.name for l in report.layers]
+    return with_columns(table, roofline, names.__getitem__, by_row)
+
+
+def to_dict(report: Report, roofline: Optional["Roofline"] = None) -> dict:
+    """The JSON contract of `table`; with ``roofline``, its ``roofline`` section."""
+    data = report.to_dict()
+    if roofline is not None:
+        data["roofline"] = roofline.to_dict()
+    return data

@@ -33,7 +33,9 @@ class Column:
     kind: str = "text"      # text, int, shape (C,H,W shown as the paper's H×W×C), keras_shape,
                             # shapes (a layer's inputs: several for a join), figure (a computed
                             # value in paper units), pct, ratio (a float shown as 2.37×), label
-                            # (text a narrow terminal may cut: a stage's blocks)
+                            # (text a narrow terminal may cut: a stage's blocks), seconds
+                            # (a time: 12.3 µs, 4.56 ms), float (a ratio such as FLOP/byte),
+                            # fraction (0.123 shown as 12.3%)
     part: str = "main"      # "audit" columns go to a second table on screen
     optional: int = 0       # 0: always shown; else left out on a narrow terminal, 1 first
 
@@ -85,6 +87,16 @@ def fmt_cell(value: Any, kind: str, plain: bool = False, short: bool = False) ->
         return f"{computed:.{decimals + 1}f}{unit}"
     if kind == "ratio":
         return f"{value:.4f}" if plain else f"{value:.2f}×"
+    if kind == "seconds":
+        return repr(float(value)) if plain else seconds(value)
+    if kind == "float":
+        if plain:
+            return repr(float(value))
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    if kind == "fraction":
+        if plain:
+            return f"{value:.6g}"
+        return f"{value:.1%}" if value >= 0.001 else f"{value * 100:.2g}%"
     if kind == "pct":
         if plain:
             return f"{value:.2f}"
@@ -101,6 +113,14 @@ def human(value: float, zeros: bool = False) -> str:
     for power, letter in ((9, "G"), (6, "M"), (3, "K"), (0, "")):
         if abs(value) >= 0.9995 * 10 ** power or not power:     # 999,500 is 1.00M, not 1e+03K
             return f"{value / 10 ** power:{spec}}".rstrip(".") + letter
+
+
+def seconds(value: float) -> str:
+    """A time in the unit that gives it 3 significant digits: 812 ns, 12.3 µs, 4.56 ms, 2.10 s."""
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if abs(value) >= 0.9995 * scale:
+            return f"{value / scale:#.3g}".rstrip(".") + f" {unit}"
+    return f"{value / 1e-9:#.3g}".rstrip(".") + " ns" if value else "0 s"
 
 
 def paper_shape(shape) -> str:
@@ -138,7 +158,7 @@ def _screen_cell(table: Table, r: int, i: int):
 
 
 def _numeric(col: Column) -> bool:
-    return col.kind in ("int", "figure", "pct", "ratio")
+    return col.kind in ("int", "figure", "pct", "ratio", "seconds", "float", "fraction")
 
 
 def _footer_cell(table: Table, i: int) -> str:

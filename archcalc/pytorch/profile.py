@@ -141,8 +141,8 @@ def profile(spec: SpecLike, device_name: str = "auto", batch: int = 1, dtype: st
     devices = devices if devices is not None else rl.load_devices()
     graph = load_graph(spec, variant, input, False, settings)
     where, _ = resolve_device(device_name)
+    check_memory(graph, batch, where, training=backward)     # before anything is allocated
     roof_device = device_profile(devices, where, threads)
-    check_memory(graph, batch, where, training=backward)
     forward = rl.roofline(graph, roof_device, batch, dtype)
     back = rl.roofline(graph, roof_device, batch, dtype, backward=True) if backward else None
     seconds = {}

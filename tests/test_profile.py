@@ -136,3 +136,9 @@ def test_profile_refuses_cuda_where_there_is_none_and_a_bad_dtype():
         assert result.exit_code == 2 and "CUDA is not available" in result.stderr
     result = runner.invoke(app, ["profile", "cifar-cnn", "--dtype", "int8"])
     assert result.exit_code == 2 and "unknown data type 'int8'" in result.stderr
+
+
+def test_backward_at_batch_one_through_batchnorm_says_what_to_do(quick_measure):
+    result = runner.invoke(app, ["profile", "cifar-cnn", "--device", "cpu", "--backward"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "training mode" in result.stderr and "larger --batch-size" in result.stderr

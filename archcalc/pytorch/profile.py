@@ -202,8 +202,12 @@ def _record(model: nn.Module, modules: Dict[str, Optional[nn.Module]], x: torch.
     try:
         with torch.no_grad():
             model(x)
-    except RuntimeError as exc:
-        raise ArchcalcError(f"PyTorch's forward pass failed: {_first_line(exc)}") from None
+    except (RuntimeError, ValueError) as exc:     # BatchNorm in training mode: ValueError
+        hint = "; with --backward the model runs in training mode, where BatchNorm needs " \
+            "more than one value per channel: try a larger --batch-size" if model.training \
+            else ""
+        raise ArchcalcError(f"PyTorch's forward pass failed: {_first_line(exc)}{hint}"
+                            ) from None
     finally:
         for handle in handles:
             handle.remove()
@@ -263,7 +267,7 @@ def _time_layer(name: str, module: nn.Module, inputs: Sequence[torch.Tensor], ba
         back = _median(lambda: torch.autograd.grad(out, wrt, grad, retain_graph=True,
                                                    allow_unused=True), repeat, clock)
         return forward, back
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         raise ArchcalcError(f"PyTorch could not run layer '{name}': {_first_line(exc)}"
                             ) from None
 
@@ -284,6 +288,6 @@ def _time_network(model: nn.Module, x: torch.Tensor, backward: bool, repeat: int
         back = _median(lambda: torch.autograd.grad(out, params, grad, retain_graph=True,
                                                    allow_unused=True), repeat, clock)
         return forward, back
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         raise ArchcalcError(f"PyTorch's pass of the whole network failed: {_first_line(exc)}"
                             ) from None

@@ -28,3 +28,18 @@ def stop_signals_as_they_were():
 def spec_path():
     """Path of a bundled spec by name."""
     return lambda name: str(SPECS / f"{name}.yaml")
+
+
+def import_peer(module: str, what: str):
+    """A peer tool a test compares archcalc with (thop, ptflops, torchinfo, fvcore): the
+    module, or outside CI the test skipped with the reason; in CI (CI set, as .ci/run does),
+    which installs the test extra, a peer that cannot be imported is a failure."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:        # thop's own imports fail as ImportError or worse
+        why = f"{what} cannot be imported ({type(exc).__name__}: {exc}); " \
+              "pip install -e '.[test]' installs it"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs {what}: {why}", pytrace=False)
+        pytest.skip(why)

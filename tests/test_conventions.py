@@ -273,3 +273,13 @@ def test_conventions_command_other_formats(fmt):
 def test_conventions_command_bad_input_is_one_line():
     result = invoke("conventions", "no-such-spec")
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_conventions_fit_an_80_column_terminal():
+    from test_width import in_terminal
+    for args in (["conventions", "googlenet"], ["table", "googlenet", "--convention", "thop"]):
+        text, code = in_terminal(args, 80)
+        assert code == 0, text
+        assert [line for line in text.splitlines() if len(line) > 80] == []
+    assert "ptflops: counts twice" in " ".join(in_terminal(["conventions", "cifar-cnn"],
+                                                           80)[0].split())

@@ -26,12 +26,15 @@ from conftest import import_peer  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 PEERS = ("fvcore", "flopcounter", "thop", "ptflops", "torchinfo")
+# the original thop (Lyken17's pytorch-OpCounter); ultralytics-thop is another distribution,
+# which `import thop` would also find, but not under this distribution name
+THOP = "0.1.1.post2209072238"
 
 
 # --- the tools themselves ------------------------------------------------------------------
 
 def run_fvcore(model, x):
-    nn = import_peer("fvcore.nn", "fvcore")
+    nn = import_peer("fvcore.nn", "fvcore", "0.1.5.post20221221")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("fvcore").setLevel(logging.ERROR)
@@ -47,14 +50,13 @@ def run_flopcounter(model, x):
 
 
 def run_thop(model, x):
-    thop = import_peer("thop", "thop 0.1.1.post2209072238")
-    assert not hasattr(thop, "utils") or "ultralytics" not in (thop.__file__ or "")
+    thop = import_peer("thop", "thop", THOP)
     total, _ = thop.profile(model, inputs=(x,), verbose=False)
     return int(total)
 
 
 def run_ptflops(model, x):
-    ptflops = import_peer("ptflops", "ptflops 0.7.5")
+    ptflops = import_peer("ptflops", "ptflops", "0.7.5")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         macs, _ = ptflops.get_model_complexity_info(
@@ -65,7 +67,7 @@ def run_ptflops(model, x):
 
 
 def run_torchinfo(model, x):
-    torchinfo = import_peer("torchinfo", "torchinfo 1.8.0")
+    torchinfo = import_peer("torchinfo", "torchinfo", "1.8.0")
     return torchinfo.summary(model, input_data=x, verbose=0, device="cpu").total_mult_adds
 
 
@@ -195,7 +197,7 @@ def test_larger_bundled_networks_total_as_the_tool_does(spec, input, tool):
 def test_table_rows_and_layers_add_up_to_the_tool_total():
     """table --convention thop: every layer's figure is thop's for that module (its
     ret_layer_info), and the rows and the total are their sums."""
-    thop = import_peer("thop", "thop 0.1.1.post2209072238")
+    thop = import_peer("thop", "thop", THOP)
     graph = load_graph("cifar-cnn")
     model = build_model("cifar-cnn").eval()
     total, _, info = thop.profile(model, inputs=(torch.randn(1, 3, 32, 32),), verbose=False,

@@ -25,7 +25,7 @@ from archcalc.pytorch.build import build_model, load_graph  # noqa: E402
 from conftest import import_peer  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-PEERS = ("fvcore", "flopcounter", "thop", "ptflops", "torchinfo")
+PEERS = ("fvcore", "flopcounter", "thop", "ptflops", "ptflops-aten", "torchinfo")
 # the original thop (Lyken17's pytorch-OpCounter); ultralytics-thop is another distribution,
 # which `import thop` would also find, but not under this distribution name
 THOP = "0.1.1.post2209072238"
@@ -55,13 +55,13 @@ def run_thop(model, x):
     return int(total)
 
 
-def run_ptflops(model, x):
+def run_ptflops(model, x, backend="pytorch"):
     ptflops = import_peer("ptflops", "ptflops", "0.7.5")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         macs, _ = ptflops.get_model_complexity_info(
             model, tuple(x.shape[1:]), as_strings=False, print_per_layer_stat=False,
-            backend="pytorch", ost=out)
+            backend=backend, ost=out)
     assert macs is not None, out.getvalue()      # ptflops prints its exception and gives None
     return macs
 
@@ -72,7 +72,8 @@ def run_torchinfo(model, x):
 
 
 RUN = {"fvcore": run_fvcore, "flopcounter": run_flopcounter, "thop": run_thop,
-       "ptflops": run_ptflops, "torchinfo": run_torchinfo}
+       "ptflops": run_ptflops, "ptflops-aten": lambda m, x: run_ptflops(m, x, "aten"),
+       "torchinfo": run_torchinfo}
 
 
 def measured(tool, spec, input=None):
@@ -242,7 +243,7 @@ def test_an_unknown_convention_lists_the_known_ones():
         assert result.exit_code == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "unknown convention 'flops'" in lines[0]
-        assert "paper, fvcore, flopcounter, thop, ptflops, torchinfo" in lines[0]
+        assert "paper, fvcore, flopcounter, thop, ptflops, ptflops-aten, torchinfo" in lines[0]
 
 
 def test_conventions_command_json_agrees_with_the_tools():

@@ -61,7 +61,13 @@ TOOLS: Tuple[Tool, ...] = (
           "sees inside F.local_response_norm: its x·x, avg_pool3d, ·alpha and +k",
           "matches module classes exactly: FlattenLinear and LayerNorm2d count 0; "
           "adds, multiplies and concats written as + * and torch.cat count 0",
-          "the default backend is aten since 0.7.4: pin backend='pytorch' for these numbers")),
+          "the default backend is aten since 0.7.4 (ptflops-aten): pin backend='pytorch' "
+          "for these numbers")),
+    Tool("ptflops-aten", "ptflops 0.7.5 get_model_complexity_info(backend='aten'), its "
+         "default", "MACs",
+         "the multiply-adds of ATen's mm, addmm, bmm and convolution calls, and one add per "
+         "output for a bias",
+         ("counts nothing else: no normalization, pooling or activation",)),
     Tool("torchinfo", "torchinfo 1.8.0 summary() \"Total mult-adds\"", "MACs",
          "per leaf module, its weight and bias parameters × the output positions for a "
          "module named *Conv*, × 1 (the batch) for any other",

@@ -7,11 +7,17 @@ from archcalc.core.ops import fmt_shape
 from archcalc.views.table import Column, Table
 
 
+NARROW = {"ptflops-aten": 2, "flopcounter": 3}
+
+
 def make_table(result: Reconciliation) -> Table:
     """One row per op type, one column per tool; the totals as the footer; what each tool is
     as notes and its double counts and omissions under the table."""
+    # a narrow terminal leaves out the layer counts, then the tools whose figure follows from
+    # another's (ptflops-aten: the MACs and the biases; flopcounter: 2 × the MACs); their
+    # totals stay in the lines under the table
     columns = [Column("op"), Column("layers", "int", optional=1)]
-    columns += [Column(t.name, "int") for t in result.tools]
+    columns += [Column(t.name, "int", optional=NARROW.get(t.name, 0)) for t in result.tools]
     rows = [[r.op, r.layers] + [r.values[t.name] for t in result.tools] for r in result.ops]
     footer = ["total", sum(r.layers for r in result.ops)] + \
         [result.totals[t.name] for t in result.tools]

@@ -297,7 +297,8 @@ def table(
 ConventionOpt = Annotated[str, typer.Option(
     "--convention", metavar="NAME",
     help="Count MACs as this tool does: paper (archcalc's), fvcore, flopcounter (FLOPs), "
-    "thop, ptflops (its pytorch backend) or torchinfo; see `archcalc conventions`.")]
+    "thop, ptflops (its pytorch backend), ptflops-aten or torchinfo; see `archcalc "
+    "conventions`.")]
 
 
 def convention_report(spec, variant, input, heads, tolerance, settings, convention: str):

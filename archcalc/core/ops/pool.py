@@ -7,6 +7,7 @@ Unlike convolution, a pooling window is unpadded by default ('valid'), as in eve
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean, feature_map,
@@ -16,6 +17,8 @@ from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean
 
 class _Window(Op):
     depth = "pool"
+    # thop: zero_ops for MaxPool2d, count_avgpool (one per output element) for AvgPool2d
+    thop_per_output: ClassVar[int] = 0
     args = {
         "kernel": Arg(pair, required=True, doc="window size, n or [height, width]",
                       examples=(1, 2, 3, [2, 3])),
@@ -60,9 +63,6 @@ class _Window(Op):
         # of F.max_pool2d / F.avg_pool2d, which the module's forward calls
         return dict(super().conventions(in_shape, out_shape), ptflops=2 * numel(in_shape),
                     thop=numel(out_shape) * self.thop_per_output)
-
-    # thop: zero_ops for MaxPool2d, count_avgpool (one per output element) for AvgPool2d
-    thop_per_output = 0
 
     def patch(self):
         return patch_text(self.a["kernel"], self.a["stride"])

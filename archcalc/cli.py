@@ -300,6 +300,7 @@ def table(
     dtype: DtypeOpt = "fp32",
     wide: WideOpt = False,
     force: ForceOpt = False,
+    convention: ConventionOpt = "paper",
 ) -> None:
     """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
 
@@ -320,7 +321,7 @@ def table(
             from archcalc.views import plot as plotting
             plotting.check_path(plot, force)
         built = load_graph(spec, variant, input, heads, set)
-        result = analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
+        result = convention_report(built, heads, tolerance, convention)
         roof = None
         if roofline is not None:
             from archcalc.core import roofline as rl
@@ -333,6 +334,53 @@ def table(
         elif format is not None:
             emit_table(view.make_table(result, style.value, detail, roof), format, output,
                        wide, force)
+
+
+# --- counting conventions: table --convention, and `conventions` (core/conventions.py) ------
+
+ConventionOpt = Annotated[str, typer.Option(
+    "--convention", metavar="NAME",
+    help="Count MACs as this tool does: paper (archcalc's), fvcore, flopcounter (FLOPs), "
+    "thop, ptflops (its pytorch backend), ptflops-aten or torchinfo; see `archcalc "
+    "conventions`.")]
+
+
+def convention_report(built, heads: bool, tolerance: float, convention: str):
+    """table's report of ``built``, its MACs counted as ``convention``'s tool counts them."""
+    from archcalc.core import analysis, conventions
+    conventions.tool(convention)
+    result = analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
+    return conventions.apply(result, built, convention, heads)
+
+
+@app.command("conventions")
+def conventions_command(
+    spec: SpecArg,
+    variant: VariantOpt = None,
+    set: SetOpt = None,
+    input: InputOpt = None,
+    heads: HeadsOpt = False,
+    format: FormatOpt = None,
+    output: OutputOpt = None,
+    wide: WideOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """What each FLOP counter (fvcore, FlopCounterMode, thop, ptflops, torchinfo) reports for
+    the network, op type by op type, beside archcalc's MACs; and why they differ.
+
+    Example: archcalc conventions resnet18-cifar
+    """
+    from archcalc.core import conventions
+    from archcalc.views import conventions as view
+    from archcalc.views.table import to_json
+    with user_errors(), gc_paused():
+        check_output(output, force, [spec])
+        format = output_format(format, output)
+        result = conventions.reconcile(load_graph(spec, variant, input, heads, set), heads)
+        if format is Format.json:
+            emit(to_json(result.to_dict()), output, force)
+        else:
+            emit_table(view.make_table(result), format, output, wide, force)
 
 
 # What `graph -o`'s extension says: the DOT text itself, or what Graphviz's dot renders of it.

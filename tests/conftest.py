@@ -28,3 +28,25 @@ def stop_signals_as_they_were():
 def spec_path():
     """Path of a bundled spec by name."""
     return lambda name: str(SPECS / f"{name}.yaml")
+
+
+def import_peer(module: str, dist: str, version: str):
+    """A peer tool a test compares archcalc with (thop, ptflops, torchinfo, fvcore), pinned
+    in the test extra because each version counts its own way: the module, or outside CI the
+    test skipped with the reason (not installed, or another version); in CI (CI set, as
+    .ci/run does), which installs the test extra, either is a failure."""
+    import importlib
+    import importlib.metadata
+    try:
+        installed = importlib.metadata.version(dist)
+        found = importlib.import_module(module)
+        why = None if installed.replace("-", ".post") == version else \
+            f"{dist} {installed} is installed; archcalc's convention is {dist} {version}'s"
+    except Exception as exc:        # thop's own imports fail as ImportError or worse
+        found, why = None, f"{dist} cannot be imported ({type(exc).__name__}: {exc})"
+    if why is None:
+        return found
+    why += f"; pip install {dist}=={version} (the test extra has it)"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs {dist} {version}: {why}", pytrace=False)
+    pytest.skip(why)

@@ -129,6 +129,8 @@ class Report:
     network: Optional[str] = None       # the network variant built (a spec's first by default)
     # layers that stand in for an op archcalc cannot express (ops/opaque.py): MACs not counted
     opaque: List[str] = field(default_factory=list)
+    # whose count the MACs figures are (core/conventions.py: table --convention)
+    convention: str = "paper"
 
     @property
     def flagged(self) -> List[Tuple[str, str]]:
@@ -165,6 +167,7 @@ class Report:
             "audit_skipped": self.audit_skipped,
             "grown_with_input": [_lists(asdict(g)) for g in self.grown],
             "opaque": list(self.opaque),
+            "convention": self.convention,
         }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, List, Optional
 
 from archcalc.core.analysis import PARAMS_CONVENTION, PaperCell, Report
+from archcalc.core.conventions import tool
 from archcalc.core.ops import fmt_shape
 from archcalc.views.table import Column, Table
 
@@ -36,9 +37,18 @@ def _setting(value) -> str:
     return f"{float(value):g}"
 
 
-def conventions() -> str:
+def conventions(report: Report) -> str:
+    if report.convention != "paper":
+        t = tool(report.convention)
+        return f"params: trainable, biases included · {t.unit} as {t.title} counts them: " \
+               f"{t.counts} (archcalc conventions SPEC compares them all)"
     return ("params: trainable, biases included · MACs: multiply-adds of conv and linear "
             "weights, bias excluded (FLOPs = 2 × MACs)")
+
+
+def work_unit(report: Report) -> str:
+    """The name of the MACs column: MACs, or FLOPs for a convention that counts FLOPs."""
+    return tool(report.convention).unit
 
 
 def audit_note(report: Report) -> str:
@@ -84,7 +94,7 @@ def paper_table(report: Report) -> Table:
                Column("output", "shape"), Column("depth", "int", optional=3)]
     if blocks:
         columns.append(Column("block args", optional=1))
-    columns += [Column("params", "int"), Column("MACs", "int")]
+    columns += [Column("params", "int"), Column(work_unit(report), "int")]
     for q in audited:
         columns += [Column(f"paper {q}", part="audit"),
                     Column(f"{q} ≈", "figure", "audit", optional=4),
@@ -111,7 +121,7 @@ def paper_table(report: Report) -> Table:
     footer = ["total", None, None, None, t.depth] + [None] * bool(blocks) + [t.params, t.macs]
     footer += [None] * (3 * len(audited))
     notes = [report.source] if report.source else []
-    notes.append(conventions())
+    notes.append(conventions(report))
     notes += [f"block args of {', '.join(names)}: {', '.join(args)}"
               for args, names in blocks.items()]
     if audited or report.paper:
@@ -119,7 +129,7 @@ def paper_table(report: Report) -> Table:
     notes += [grown_note(report, g) for g in report.grown]
     summary = [f"depth {t.depth} layers with weights ({t.depth_with_pool} counting pooling) · "
                f"params {t.params:,} ({t.weights:,} weights without biases) · "
-               f"MACs {t.macs:,}"]
+               f"{work_unit(report)} {t.macs:,}"]
     if t.non_trainable:
         summary.append(f"non-trainable values (BatchNorm statistics): {t.non_trainable:,}")
     summary += opaque_lines(report)
@@ -160,14 +170,14 @@ def detail_table(report: Report) -> Table:
     columns = [Column("layer"), Column("type"), Column("patch/stride", optional=4),
                Column("input", "shapes", optional=5), Column("output", "shape"),
                Column("params", "int"), Column("weights", "int", optional=3),
-               Column("non-trainable", "int", optional=1), Column("MACs", "int"),
+               Column("non-trainable", "int", optional=1), Column(work_unit(report), "int"),
                Column("other ops", "int", optional=2)]
     rows = [[l.name, l.type, l.patch, l.input_shapes, l.output_shape, l.params, l.weights,
              l.non_trainable, l.macs, l.other_ops] for l in report.layers]
     t = report.totals
     footer = ["total", None, None, None, None, t.params, t.weights, t.non_trainable, t.macs,
               t.other_ops]
-    notes = [conventions(), "other ops: work of pooling, normalization and activations "
+    notes = [conventions(report), "other ops: work of pooling, normalization and activations "
              "(comparisons, adds, scales), never folded into MACs"]
     return Table(title_of(report), notes, columns, rows, footer,
                  [f"{len(report.layers)} layers"] + opaque_lines(report))

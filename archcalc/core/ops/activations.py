@@ -18,6 +18,8 @@ class _Activation(Op):
 
     activation = True
     module: ClassVar[str] = ""
+    # How many of ptflops' counters (module hook, patched torch.nn.functional) see the module
+    ptflops_calls: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -26,6 +28,12 @@ class _Activation(Op):
 
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=numel(out_shape))     # one function evaluation per element
+
+    def conventions(self, in_shape, out_shape):
+        # thop counts no activation (zero_ops, or no rule); ptflops one per element for each
+        # of its module hook and its functional patch that the module's forward meets
+        return dict(super().conventions(in_shape, out_shape),
+                    ptflops=self.ptflops_calls * numel(out_shape))
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -38,6 +46,7 @@ class ReLU6(_Activation):
     title = "relu6"
     summary = "min(max(x, 0), 6) (MobileNet)"
     module = "ReLU6"
+    ptflops_calls = 1     # module hook; its forward calls F.hardtanh, unpatched
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
     torch_functions = ('torch.nn.functional.relu6',)
@@ -100,6 +109,7 @@ class SiLU(_Activation):
     title = "silu"
     summary = "x · sigmoid(x), also called swish (EfficientNet)"
     module = "SiLU"
+    ptflops_calls = 1     # no module hook; the patched F.silu
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
     torch_functions = ('torch.nn.functional.silu',)
@@ -112,6 +122,7 @@ class GELU(_Activation):
     title = "gelu"
     summary = "x · Φ(x), the Gaussian error linear unit (ConvNeXt, transformers)"
     module = "GELU"
+    ptflops_calls = 2     # module hook and the patched F.gelu
     args = {
         "approximate": Arg(choice("none", "tanh"), "none",
                            doc="'none' (the exact erf) or 'tanh' (its tanh approximation)",
@@ -178,6 +189,7 @@ class LeakyReLU(_Activation):
     title = "leaky relu"
     summary = "x for x > 0, slope · x below (DCGAN's discriminator: slope 0.2)"
     module = "LeakyReLU"
+    ptflops_calls = 1     # module hook; F.leaky_relu is unpatched
     args = {
         "slope": Arg(number, 0.01, doc="the slope below zero (PyTorch's negative_slope)",
                      examples=(0.01, 0.2, 0)),

@@ -120,6 +120,22 @@ class Op:
     def counts(self, in_shape: Shape, out_shape: Shape) -> Counts:
         return Counts()
 
+    def conventions(self, in_shape: Shape, out_shape: Shape) -> Dict[str, int]:
+        """What each FLOP counter of core/conventions.TOOLS reports for this op's module as
+        ``to_torch`` builds it, batch 1, eval mode. The default: archcalc's MACs (paper),
+        the ``fvcore`` field, twice the MACs for FlopCounterMode (it counts FLOPs of matmuls
+        and convolutions only); for ptflops' aten backend, which counts the same ATen calls,
+        the MACs and one add per output where a bias is added (params beyond the weights);
+        nothing for thop, ptflops' pytorch backend and torchinfo. An op one of those counts
+        overrides this and says how, from the tool's own source."""
+        counts = self.counts(in_shape, out_shape)
+        biased = counts.macs and counts.params > counts.weights
+        return {"paper": counts.macs,
+                "fvcore": getattr(counts, self.fvcore) if self.fvcore else 0,
+                "flopcounter": 2 * counts.macs, "thop": 0, "ptflops": 0,
+                "ptflops-aten": counts.macs + (numel(out_shape) if biased else 0),
+                "torchinfo": 0}
+
     def patch(self) -> Optional[str]:
         """Kernel and stride the way the paper writes them (``7×7/2``), if the op has a window."""
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (act_arg, amount, Arg, ArgError, aten_arg, aten_tensor, boolean,
-                                    Counts, feature_map, fits, Op, padding, pair, patch_text,
+                                    Counts, feature_map, fits, numel, Op, padding, pair, patch_text,
                                     positive_int, register, ShapeError, torch_padding, torch_pair,
                                     window)
 
@@ -52,6 +52,16 @@ class Conv(Op):
         bias = self.a["out"] if self.a["bias"] else 0
         return Counts(params=weights + bias, weights=weights,
                       macs=weights * out_shape[1] * out_shape[2])
+
+    def conventions(self, in_shape, out_shape):
+        macs = self.counts(in_shape, out_shape).macs
+        return dict(super().conventions(in_shape, out_shape),
+                    thop=macs,      # count_convNd: output elements × in/groups × kh × kw
+                    # conv_flops_counter_hook: the same, and one add per output for the bias
+                    ptflops=macs + (numel(out_shape) if self.a["bias"] else 0),
+                    # every weight and bias × output positions ("Conv" in the class name)
+                    torchinfo=self.counts(in_shape, out_shape).params * out_shape[1] *
+                    out_shape[2])
 
     def patch(self):
         return patch_text(self.a["kernel"], self.a["stride"])
@@ -170,6 +180,17 @@ class ConvTranspose(Op):
         # every input position times the whole kernel, products that padding crops included
         return Counts(params=weights + bias, weights=weights,
                       macs=weights * in_shape[1] * in_shape[2])
+
+    def conventions(self, in_shape, out_shape):
+        counts = self.counts(in_shape, out_shape)
+        kh, kw = self.a["kernel"]
+        return dict(super().conventions(in_shape, out_shape),
+                    # count_convNd, as for a convolution: OUTPUT elements × in/groups × kh × kw
+                    thop=numel(out_shape) * (in_shape[0] // self.a["groups"]) * kh * kw,
+                    # conv_flops_counter_hook(transpose=True): input positions, and the bias
+                    ptflops=counts.macs + (numel(out_shape) if self.a["bias"] else 0),
+                    # every weight and bias × OUTPUT positions ("Conv" in the class name)
+                    torchinfo=counts.params * out_shape[1] * out_shape[2])
 
     def patch(self):
         return patch_text(self.a["kernel"], self.a["stride"])

@@ -29,7 +29,21 @@ class Linear(Op):
         return Counts(params=weights + (self.a["out"] if self.a["bias"] else 0),
                       weights=weights, macs=weights)
 
+    def conventions(self, in_shape, out_shape):
+        counts = self.counts(in_shape, out_shape)
+        # thop and ptflops look modules up by exact class: after a vector the module is an
+        # nn.Linear, which they count; after a map it is FlattenLinear, which neither knows
+        plain = len(in_shape) == 1
+        return dict(super().conventions(in_shape, out_shape),
+                    thop=counts.macs if plain else 0,           # count_linear: in × out
+                    # linear_flops_counter_hook: in × out, and one add per output for the bias
+                    ptflops=counts.params if plain else 0,
+                    torchinfo=counts.params)                    # every weight and bias, once
+
     def to_torch(self, in_shape):
+        if len(in_shape) == 1:      # a plain nn.Linear where nothing needs flattening
+            from torch import nn
+            return nn.Linear(in_shape[0], self.a["out"], bias=self.a["bias"])
         from archcalc.pytorch.modules import FlattenLinear
         return FlattenLinear(numel(in_shape), self.a["out"], bias=self.a["bias"])
 

@@ -38,6 +38,13 @@ class BatchNorm(Op):
         return Counts(params=2 * c if affine else 0, weights=c if affine else 0,
                       non_trainable=2 * c, other_ops=(2 if affine else 1) * numel(out_shape))
 
+    def conventions(self, in_shape, out_shape):
+        n, affine = numel(out_shape), self.a["affine"]
+        return dict(super().conventions(in_shape, out_shape),
+                    thop=(4 if affine else 2) * n,      # count_normalization: 2, doubled by γ, β
+                    ptflops=(2 if affine else 1) * n,   # bn_flops_counter_hook
+                    torchinfo=self.counts(in_shape, out_shape).params)  # γ and β, once
+
     def to_torch(self, in_shape):
         from torch import nn
         cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
@@ -108,6 +115,15 @@ class LayerNorm(Op):
     def counts(self, in_shape, out_shape):
         return _affine_norm_counts(in_shape[0], self.a["affine"], out_shape)
 
+    def conventions(self, in_shape, out_shape):
+        # thop and ptflops know nn.LayerNorm (a vector's) by exact class, not LayerNorm2d (a
+        # map's); ptflops' bn hook doubles for an `affine` attribute, which LayerNorm lacks
+        n, plain = numel(out_shape), len(in_shape) == 1
+        return dict(super().conventions(in_shape, out_shape),
+                    thop=(4 if self.a["affine"] else 2) * n if plain else 0,
+                    ptflops=n if plain else 0,
+                    torchinfo=self.counts(in_shape, out_shape).params)  # γ and β, once
+
     def to_torch(self, in_shape):
         from torch import nn
         if len(in_shape) == 1:
@@ -169,6 +185,11 @@ class GroupNorm(Op):
 
     def counts(self, in_shape, out_shape):
         return _affine_norm_counts(in_shape[0], self.a["affine"], out_shape)
+
+    def conventions(self, in_shape, out_shape):
+        return dict(super().conventions(in_shape, out_shape),     # thop has no GroupNorm rule
+                    ptflops=(2 if self.a["affine"] else 1) * numel(out_shape),  # bn hook
+                    torchinfo=self.counts(in_shape, out_shape).params)  # γ and β, once
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -248,6 +269,13 @@ class LRN(Op):
 
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=self.a["size"] * numel(out_shape))  # a window sum per element
+
+    def conventions(self, in_shape, out_shape):
+        # ptflops' patches see inside F.local_response_norm: x.mul(x), avg_pool3d over the
+        # squares padded by size - 1 channels (its input counted), .mul(alpha), .add(k)
+        c, h, w = in_shape
+        return dict(super().conventions(in_shape, out_shape),
+                    ptflops=3 * numel(in_shape) + (c + self.a["size"] - 1) * h * w)
 
     def to_torch(self, in_shape):
         from torch import nn

@@ -7,6 +7,7 @@ Unlike convolution, a pooling window is unpadded by default ('valid'), as in eve
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean, feature_map,
@@ -16,6 +17,8 @@ from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean
 
 class _Window(Op):
     depth = "pool"
+    # thop: zero_ops for MaxPool2d, count_avgpool (one per output element) for AvgPool2d
+    thop_per_output: ClassVar[int] = 0
     args = {
         "kernel": Arg(pair, required=True, doc="window size, n or [height, width]",
                       examples=(1, 2, 3, [2, 3])),
@@ -54,6 +57,12 @@ class _Window(Op):
     def counts(self, in_shape, out_shape):
         kh, kw = self.a["kernel"]
         return Counts(other_ops=kh * kw * numel(out_shape))  # one read per window element
+
+    def conventions(self, in_shape, out_shape):
+        # ptflops counts the input twice: pool_flops_counter_hook on the module, and its patch
+        # of F.max_pool2d / F.avg_pool2d, which the module's forward calls
+        return dict(super().conventions(in_shape, out_shape), ptflops=2 * numel(in_shape),
+                    thop=numel(out_shape) * self.thop_per_output)
 
     def patch(self):
         return patch_text(self.a["kernel"], self.a["stride"])
@@ -123,6 +132,7 @@ class AvgPool(_Window):
     name = "avgpool"
     title = "avg pool"
     summary = "mean over each window (padding counts as zeros)"
+    thop_per_output = 1
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -175,6 +185,10 @@ class GlobalAvgPool(Op):
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=numel(in_shape))
 
+    def conventions(self, in_shape, out_shape):
+        return adaptive_avg_conventions(super().conventions(in_shape, out_shape), in_shape,
+                                        out_shape)
+
     def to_torch(self, in_shape):
         from torch import nn
         return nn.AdaptiveAvgPool2d(1)
@@ -194,6 +208,16 @@ class GlobalAvgPool(Op):
         if torch_pair(m.output_size) != 1:
             raise ValueError("not global")
         return {}
+
+
+def adaptive_avg_conventions(base, in_shape, out_shape):
+    """nn.AdaptiveAvgPool2d's counts (gap and adaptive_avgpool build one). thop's
+    count_adap_avgpool: (the float ratio of input to output area, + 1 for the divide) per
+    output element, truncated: float64 as thop computes it, so a ratio that is not whole
+    rounds as there. ptflops: the input twice, module hook and patched F.adaptive_avg_pool2d."""
+    (_, h, w), (_, oh, ow) = in_shape, out_shape
+    return dict(base, thop=int(((h / oh) * (w / ow) + 1) * numel(out_shape)),
+                ptflops=2 * numel(in_shape))
 
 
 def adaptive_windows(size: int, out: int) -> int:
@@ -231,6 +255,10 @@ class AdaptiveAvgPool(_Adaptive):
         # that two overlapping windows read counts once)
         return Counts(other_ops=numel(in_shape))
 
+    def conventions(self, in_shape, out_shape):
+        return adaptive_avg_conventions(super().conventions(in_shape, out_shape), in_shape,
+                                        out_shape)
+
     def to_torch(self, in_shape):
         from torch import nn
         return nn.AdaptiveAvgPool2d(self.a["size"])
@@ -259,6 +287,10 @@ class AdaptiveMaxPool(_Adaptive):
         c, h, w = in_shape
         oh, ow = self.a["size"]
         return Counts(other_ops=c * adaptive_windows(h, oh) * adaptive_windows(w, ow))
+
+    def conventions(self, in_shape, out_shape):
+        # thop: zero_ops; ptflops: the input twice (module hook, patched F.adaptive_max_pool2d)
+        return dict(super().conventions(in_shape, out_shape), ptflops=2 * numel(in_shape))
 
     def to_torch(self, in_shape):
         from torch import nn

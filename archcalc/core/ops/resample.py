@@ -41,6 +41,14 @@ class Upsample(Op):
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=_READS[self.a["mode"]] * numel(out_shape))
 
+    def conventions(self, in_shape, out_shape):
+        n = numel(out_shape)
+        return dict(super().conventions(in_shape, out_shape),
+                    # count_upsample: one per output element nearest, 11 bilinear
+                    thop=(11 if self.a["mode"] == "bilinear" else 1) * n,
+                    # the module hook and the patched F.interpolate: the output, twice
+                    ptflops=2 * n)
+
     def to_torch(self, in_shape):
         from torch import nn
         corners = False if self.a["mode"] == "bilinear" else None

@@ -17,6 +17,11 @@ class ReLU(Op):
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=numel(out_shape))
 
+    def conventions(self, in_shape, out_shape):
+        # thop: zero_ops; ptflops twice: its module hook and its patch of F.relu, which
+        # nn.ReLU's forward calls
+        return dict(super().conventions(in_shape, out_shape), ptflops=2 * numel(out_shape))
+
     def to_torch(self, in_shape):
         from torch import nn
         return nn.ReLU()
@@ -39,6 +44,13 @@ class Softmax(Op):
 
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=numel(out_shape))  # one exponential per element
+
+    def conventions(self, in_shape, out_shape):
+        c, n = in_shape[0], numel(out_shape)
+        return dict(super().conventions(in_shape, out_shape),
+                    # count_softmax: exp, add and divide, 3C - 1 per softmax of C
+                    thop=n // c * (3 * c - 1),
+                    ptflops=n)      # no module hook; the patched F.softmax, once
 
     def to_torch(self, in_shape):
         from torch import nn

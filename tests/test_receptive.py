@@ -1,0 +1,304 @@
+"""Receptive fields (core/receptive.py) against hand arithmetic and against gradients.
+
+The oracle no one wrote the answer to: a linearized copy of each bundled spec's PyTorch model
+(every weight positive, nonlinearities gone, max pools averaged, one channel per layer), made
+from the torch modules archcalc builds and not from the receptive-field code, is run on an input
+large enough that nothing is clipped; the extent of the non-zero input gradient of one output
+position is what that position sees. The analytic footprint of the same position must match,
+at every row's output (several depths), and for small networks at every layer.
+"""
+import glob
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from archcalc.core import graph, receptive, spec
+
+SPECS = sorted(Path(p).stem for p in glob.glob(str(Path(__file__).resolve().parent.parent /
+                                                   "archcalc" / "specs" / "*.yaml")))
+SLOW = {"resnet", "unet", "vgg", "densenet121", "convnext-t", "googlenet", "efficientnet-b0"}
+
+
+def built(layers: str, input_shape="[1, 64, 64]"):
+    """A graph of one-line layers (``- conv: {out: 1, kernel: 3}``), each its own row."""
+    body = "".join(f"  l{i}: {{{line.strip()[2:]}}}\n"
+                   for i, line in enumerate(layers.strip().splitlines()))
+    return graph.build(spec.parse(f"input: {input_shape}\nlayers:\n{body}", "t.yaml"))
+
+
+def last_field(layers: str, input_shape="[1, 64, 64]"):
+    g = built(layers, input_shape)
+    fields = receptive.fields(g)
+    return fields.fields[fields.order[-1]]
+
+
+# --- hand arithmetic ---------------------------------------------------------------------
+
+def test_two_3x3_convolutions_see_5():
+    f = last_field("- conv: {out: 1, kernel: 3}\n- conv: {out: 1, kernel: 3}")
+    assert f.size == (5, 5) and f.jump == (1, 1)
+    assert f.start == (0, 0)     # padding 'same' (1 each side): output 0 is centred on pixel 0
+
+
+def test_stride_2_then_3x3_sees_7_with_jump_2():
+    # 3×3/2 sees 3; the next 3×3 adds 2 neighbours 2 pixels apart on each side: 3 + 2·2 = 7
+    f = last_field("- conv: {out: 1, kernel: 3, stride: 2, padding: 0}\n"
+                   "- conv: {out: 1, kernel: 3, padding: 0}")
+    assert f.size == (7, 7) and f.jump == (2, 2)
+    assert f.start == (3, 3)    # unpadded: output 0 of 7 pixels 0..6 is centred on 3
+
+
+def test_dilation_2_3x3_sees_5():
+    f = last_field("- conv: {out: 1, kernel: 3, dilation: 2, padding: 0}")
+    assert f.size == (5, 5) and f.start == (2, 2)
+
+
+def test_rectangular_kernels_and_strides_keep_height_and_width_apart():
+    # height: 5 then 3/2 → 5 + 2·1 = 7, jump 2·1; width: 1 then 3/1 → 3, jump 1
+    f = last_field("- conv: {out: 1, kernel: [5, 1], padding: 0}\n"
+                   "- maxpool: {kernel: [3, 3], stride: [2, 1]}")
+    assert f.size == (7, 3) and f.jump == (2, 1) and f.start == (3, 1)
+
+
+def test_a_transposed_convolution():
+    # 3×3/2, no padding: output o gets input j where o = 2j + t, t in 0..2; o = 2 reads j = 0
+    # (t = 2) and j = 1 (t = 0): 2 pixels; odd o reads one (t = 1)
+    g = built("- conv_transpose: {out: 1, kernel: 3, stride: 2}")
+    fields = receptive.fields(g)
+    name = fields.order[-1]
+    assert fields.footprint(name, 2, 3) == ((0, 1), (1, 1))
+    assert fields.fields[name].size == (2, 2) and fields.fields[name].jump == (Fraction(1, 2),) * 2
+    # output 0 is input 0's tap t = 0 and, unclipped (the map taken to go on before pixel 0),
+    # input -1's tap t = 2: centred half a pixel before pixel 0
+    assert fields.fields[name].start == (Fraction(-1, 2),) * 2
+
+
+def test_output_padding_adds_a_row_no_input_reaches_but_the_unpadded_arithmetic():
+    f = last_field("- conv_transpose: {out: 1, kernel: 2, stride: 2, output_padding: 1}\n"
+                   "- conv: {out: 1, kernel: 3, padding: 0}", "[1, 8, 8]")
+    # 2×2/2 makes each input pixel a 2×2 block; a 3×3 over two blocks sees 2 pixels
+    assert f.size == (2, 2) and f.jump == (Fraction(1, 2),) * 2
+
+
+def test_a_global_pool_and_what_follows_see_the_whole_input():
+    g = built("- conv: {out: 2, kernel: 3}\n- gap: {}\n- linear: {out: 3}", "[1, 20, 12]")
+    fields = receptive.fields(g)
+    for name in fields.order[1:]:
+        f = fields.fields[name]
+        assert f.whole and f.size == (20, 12) and f.start == (Fraction(19, 2), Fraction(11, 2))
+
+
+def test_an_se_gate_makes_the_gated_map_see_the_whole_input():
+    text = """input: [2, 16, 16]
+layers:
+  c: {conv: {out: 2, kernel: 3}}
+  se:
+    mul:
+      main: [{identity: {}}]
+      gate: [{gap: {}}, {conv: {out: 2, kernel: 1}}]
+  after: {conv: {out: 2, kernel: 3}}
+"""
+    fields = receptive.fields(graph.build(spec.parse(text, "t.yaml")))
+    assert not fields.fields["c.conv"].whole
+    assert fields.fields["se"].whole and fields.fields["se"].size == (16, 16)
+    assert fields.fields["after.conv"].whole
+
+
+def test_bilinear_weights_of_exactly_zero_read_nothing():
+    # ×3: output o's source is (o + 1/2)/3 - 1/2; o = 1 gives 0 exactly, one pixel; o = 2 gives
+    # 1/3, pixels 0 and 1
+    g = built("- upsample: {scale: 3, mode: bilinear}", "[1, 8, 8]")
+    fields = receptive.fields(g)
+    name = fields.order[-1]
+    assert fields.footprint(name, 1, 2) == ((0, 0), (0, 1))
+    assert fields.fields[name].size == (2, 2) and fields.fields[name].jump == (Fraction(1, 3),) * 2
+
+
+def test_adaptive_pooling_windows_overlap_where_the_size_does_not_divide():
+    # 13 to 6: output 1 pools floor(13/6) = 2 to ceil(26/6) - 1 = 4: 3 pixels
+    f = last_field("- adaptive_avgpool: {size: 6}", "[1, 13, 13]")
+    assert f.size == (3, 3) and f.jump == (Fraction(13, 6),) * 2
+
+
+def test_crop_reads_only_its_first_branch_offset_to_the_centre():
+    text = """input: [1, 12, 12]
+layers:
+  wide: {conv: {out: 1, kernel: 3, padding: 0}}
+  small: {conv: {out: 1, kernel: 5, padding: 0}}
+  cut: {crop: [{from: wide}, {from: small}]}
+"""
+    fields = receptive.fields(graph.build(spec.parse(text, "t.yaml")))
+    # wide is 10×10, small 6×6 (kernel 5 on wide): the crop starts 2 in, at wide's output 2,
+    # which sees pixels 2..4; small's 5×5 window of wide's windows (7 pixels) is not read
+    assert fields.footprint("cut", 0, 0) == ((2, 4), (2, 4))
+    assert fields.fields["cut"].size == (3, 3)
+
+
+# --- the oracle: gradients of a linearized copy of the built model -----------------------
+
+def linearized(graph_):
+    """The graph's PyTorch model with every module replaced by a linear, positive,
+    one-channel stand-in derived from the module itself (float64)."""
+    import torch
+    from torch import nn
+
+    from archcalc.pytorch import build as torch_build
+    from archcalc.pytorch import modules
+
+    class Windowed(nn.Module):
+        """Sums the input channels, then one 1→1 (transposed) convolution of the module's
+        kernel, stride, padding and dilation, every weight 1/kernel area."""
+
+        def __init__(self, m):
+            super().__init__()
+            kind = nn.ConvTranspose2d if isinstance(m, nn.ConvTranspose2d) else nn.Conv2d
+            extra = {"output_padding": m.output_padding} if kind is nn.ConvTranspose2d else {}
+            self.conv = kind(1, 1, m.kernel_size, m.stride, m.padding, dilation=m.dilation,
+                             bias=False, dtype=torch.float64, **extra)
+            with torch.no_grad():
+                self.conv.weight.fill_(1 / math.prod(m.kernel_size))
+
+        def forward(self, x):
+            return self.conv(x.mean(1, keepdim=True))
+
+    class Summed(nn.Module):
+        """A linear layer: one feature, the mean of its whole input."""
+
+        def forward(self, x):
+            return x.flatten(1).mean(1, keepdim=True)
+
+    def stand_in(m):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            return Windowed(m)
+        if isinstance(m, nn.Linear):
+            return Summed()
+        if isinstance(m, nn.MaxPool2d):
+            return nn.AvgPool2d(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode)
+        if isinstance(m, nn.AdaptiveMaxPool2d):
+            return nn.AdaptiveAvgPool2d(m.output_size)
+        if isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Upsample, nn.Flatten)):
+            return m
+        if not list(m.children()) and type(m).__module__.startswith(("torch.nn", "archcalc")):
+            return nn.Identity()    # norms, activations, dropout, scales, shuffles
+        raise AssertionError(f"no stand-in for {type(m).__name__}")
+
+    with torch.device("meta"):
+        model = torch_build.build_module(graph_)
+    for parent in list(model.modules()):
+        for local, child in list(parent._modules.items()):
+            if child is not None and not isinstance(child, torch_build._Container) and \
+                    not list(child.children()):     # a leaf: not a sequence of from: steps
+                parent._modules[local] = stand_in(child)
+        # a mul (a gate) is bilinear: x·g would square the values at every gate, to
+        # overflow (or underflow: exact zeros) after a dozen; a sum keeps the same inputs
+        if isinstance(getattr(parent, "join", None), modules.Mul):
+            parent.__dict__["join"] = modules.Add()
+    assert not any(p.is_meta for p in model.parameters())
+    return model.eval()
+
+
+def measured(graph_, targets):
+    """Per (layer, i, j) in ``targets``: the (rows, columns) of the input whose gradient is
+    non-zero for that output position (the sum of all outputs for a vector). One backward
+    pass: sample n of a batch back-propagates from target n only (nothing mixes samples)."""
+    import torch
+
+    model = linearized(graph_)
+    outputs = {}
+    modules = dict(model.named_modules())
+    for name in {name for name, _, _ in targets}:
+        modules[name].register_forward_hook(
+            lambda m, args, out, name=name: outputs.__setitem__(name, out))
+    x = torch.ones((len(targets), 1) + graph_.input_shape[1:], dtype=torch.float64,
+                   requires_grad=True)
+    with torch.no_grad():
+        model(x.detach()[:1].expand((1,) + graph_.input_shape))     # a dry run: shapes
+    model(x.expand((len(targets),) + graph_.input_shape))
+    total = 0
+    for n, (name, i, j) in enumerate(targets):
+        out = outputs[name]
+        total = total + (out[n, :, i, j].sum() if out.dim() == 4 else out[n].sum())
+    grad, = torch.autograd.grad(total, x)
+    assert torch.isfinite(grad).all()       # else a NaN would read as "reached"
+    extents = []
+    for n in range(len(targets)):
+        rows = torch.nonzero(grad[n, 0].abs().sum(1)).flatten().tolist()
+        cols = torch.nonzero(grad[n, 0].abs().sum(0)).flatten().tolist()
+        extents.append(((rows[0], rows[-1]), (cols[0], cols[-1])))
+    return extents
+
+
+def centre(layer):
+    """The centre output position of a map (0, 0 for a vector)."""
+    return (layer.out_shape[1] // 2, layer.out_shape[2] // 2) if len(layer.out_shape) == 3 \
+        else (0, 0)
+
+
+def checked_layers(g, every: bool):
+    """Every row's output (and every layer for a small network), the heads left out."""
+    layers = g.layers()
+    if every:
+        return layers
+    ends = {list(r.group.layers())[-1].name for r in g.rows}
+    return [layer for layer in layers if layer.name in ends]
+
+
+def large_enough(loaded, checked_names):
+    """The smallest input (the spec's, grown by 32s) at which every checked layer's centre
+    output sees no padding. The receptive-field code only picks the size: at a size too small
+    the measured extent would be clipped, and the comparison fail rather than pass."""
+    size = loaded.input_shape[1]
+    while True:
+        g = graph.build(loaded.spec, input_shape=(loaded.input_shape[0], size, size))
+        fields = receptive.fields(g)
+        layers = {layer.name: layer for layer in g.layers()}
+        spans = [fields.footprint(n, *centre(layers[n])) for n in checked_names]
+        if all(0 <= a[0] and a[1] < size for s in spans for a in s):
+            return g, fields
+        size += 32
+
+
+def bundled(name):
+    return graph.build(spec.load(Path(__file__).resolve().parent.parent / "archcalc" /
+                                 "specs" / f"{name}.yaml"))
+
+
+def each_spec(slow):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in SPECS]
+
+
+@pytest.mark.parametrize("name", each_spec(SLOW))
+def test_unclipped_the_field_is_what_gradients_reach_on_a_large_input(name):
+    """At every row's output (every layer of a small network): the centre position's
+    footprint on an input where it sees no padding."""
+    pytest.importorskip("torch")
+    loaded = bundled(name)
+    names = [layer.name for layer in checked_layers(loaded, len(loaded.layers()) <= 60)]
+    g, fields = large_enough(loaded, names)
+    layers = {layer.name: layer for layer in g.layers()}
+    targets = [(n,) + centre(layers[n]) for n in names]
+    want = [fields.footprint(n, i, j) for n, i, j in targets]
+    assert dict(zip(names, measured(g, targets))) == dict(zip(names, want))
+    for n, ((a, b), (c, d)) in zip(names, want):    # the table's RF: the largest over positions
+        assert fields.fields[n].size[0] >= b - a + 1 and fields.fields[n].size[1] >= d - c + 1
+
+
+@pytest.mark.parametrize("name", each_spec(SLOW | {"mobilenetv2", "squeezenet1_0"}))
+def test_clipped_at_the_spec_input_corners_and_centre_are_what_gradients_reach(name):
+    """At the spec's own input, where deep layers' windows reach into the padding: what each
+    row's output sees within the image, at its first, centre and last position."""
+    pytest.importorskip("torch")
+    g = bundled(name)
+    fields = receptive.fields(g)
+    targets = []
+    for layer in checked_layers(g, False):
+        if len(layer.out_shape) != 3:
+            targets.append((layer.name, 0, 0))
+            continue
+        _, h, w = layer.out_shape
+        targets += [(layer.name, 0, 0), (layer.name,) + centre(layer),
+                    (layer.name, h - 1, w - 1)]
+    want = [fields.footprint(n, i, j, clipped=True) for n, i, j in targets]
+    assert dict(zip(targets, measured(g, targets))) == dict(zip(targets, want))

@@ -241,10 +241,10 @@ def load_graph(spec: str, variant: Optional[str], input: Optional[str], heads: b
 
 
 def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
-                tolerance: float, settings: Optional[List[str]] = None):
+                tolerance: float, settings: Optional[List[str]] = None, rf: bool = False):
     from archcalc.core import analysis
     built = load_graph(spec, variant, input, heads, settings)
-    return analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
+    return analysis.analyze(built, heads=heads, tolerance_pct=tolerance, rf=rf)
 
 
 @app.command()
@@ -268,6 +268,9 @@ def table(
         "--plot", help="Also draw params and MACs per row: FILE.png or FILE.svg.")] = None,
     wide: WideOpt = False,
     force: ForceOpt = False,
+    rf: Annotated[bool, typer.Option(
+        "--rf", help="Also each row's (with --detail each layer's) receptive field: RF, jump "
+        "and start, in input pixels.")] = False,
 ) -> None:
     """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
 
@@ -277,11 +280,14 @@ def table(
     from archcalc.views.table import to_json
     with user_errors(), gc_paused():
         check_output(output, force, [spec], plot)
+        if rf and style is Style.keras:
+            raise ArchcalcError("--rf shows in the paper and --detail tables, not in --style "
+                                "keras")
         format, output, plot = figure_output(format, output, plot)
         if plot is not None:
             from archcalc.views import plot as plotting
             plotting.check_path(plot, force)
-        result = load_report(spec, variant, input, heads, tolerance, set)
+        result = load_report(spec, variant, input, heads, tolerance, set, rf)
         if plot is not None:
             write_plot(plotting.report_figure(result), plot, force)
         if format is Format.json:

@@ -18,7 +18,8 @@ from archcalc.core import graph, receptive, spec
 
 SPECS = sorted(Path(p).stem for p in glob.glob(str(Path(__file__).resolve().parent.parent /
                                                    "archcalc" / "specs" / "*.yaml")))
-SLOW = {"resnet", "unet", "vgg", "densenet121", "convnext-t", "googlenet", "efficientnet-b0"}
+SLOW = {"resnet", "resnet:resnet152", "unet", "vgg", "densenet121", "convnext-t", "googlenet",
+        "efficientnet-b0"}
 
 
 def built(layers: str, input_shape="[1, 64, 64]"):
@@ -251,7 +252,8 @@ def large_enough(loaded, checked_names):
     the measured extent would be clipped, and the comparison fail rather than pass."""
     size = loaded.input_shape[1]
     while True:
-        g = graph.build(loaded.spec, input_shape=(loaded.input_shape[0], size, size))
+        g = graph.build(loaded.spec, loaded.variant,
+                        input_shape=(loaded.input_shape[0], size, size))
         fields = receptive.fields(g)
         layers = {layer.name: layer for layer in g.layers()}
         spans = [fields.footprint(n, *centre(layers[n])) for n in checked_names]
@@ -261,15 +263,18 @@ def large_enough(loaded, checked_names):
 
 
 def bundled(name):
+    """A bundled spec's graph; ``resnet:resnet152`` names a variant."""
+    name, _, variant = name.partition(":")
     return graph.build(spec.load(Path(__file__).resolve().parent.parent / "archcalc" /
-                                 "specs" / f"{name}.yaml"))
+                                 "specs" / f"{name}.yaml"), variant or None)
 
 
 def each_spec(slow):
-    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in SPECS]
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n
+            for n in SPECS + ["resnet:resnet152"]]
 
 
-@pytest.mark.parametrize("name", each_spec(SLOW))
+@pytest.mark.parametrize("name", each_spec(SLOW | {"googlenet-cifar"}))
 def test_unclipped_the_field_is_what_gradients_reach_on_a_large_input(name):
     """At every row's output (every layer of a small network): the centre position's
     footprint on an input where it sees no padding."""
@@ -302,3 +307,65 @@ def test_clipped_at_the_spec_input_corners_and_centre_are_what_gradients_reach(n
                     (layer.name, h - 1, w - 1)]
     want = [fields.footprint(n, i, j, clipped=True) for n, i, j in targets]
     assert dict(zip(targets, measured(g, targets))) == dict(zip(targets, want))
+
+
+# --- `archcalc table --rf` -----------------------------------------------------------------
+
+def cli(*args):
+    from typer.testing import CliRunner
+
+    from archcalc.cli import app
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout
+
+
+def test_table_rf_in_json_has_every_row_and_layer_and_says_what_sees_the_whole_input():
+    import json
+    code, out = cli("table", "vgg", "--rf", "-f", "json")
+    assert code == 0
+    data = json.loads(out)
+    # VGG-16: thirteen 3×3 convolutions and four 2×2/2 pools before the fifth pool; the RF
+    # grows by 2·jump per convolution and by jump per pool: 2·(2·1 + 2·2 + 3·4 + 3·8 + 3·16)
+    # + (1 + 2 + 4 + 8) + 1 = 180 + 15 + 1 = 196 after conv5_3, +16 after pool5: 212
+    by_name = {r["name"]: r["rf"] for r in data["rows"]}
+    assert by_name["pool5"] == {"size": [212, 212], "whole": False, "jump": [32, 32],
+                                "start": [15.5, 15.5]}
+    assert all("rf" in layer for layer in data["layers"])
+    assert data["rf"]["input"] == [224, 224]
+    assert data["rf"]["centre_sees_whole_input"] is False      # 212 < 224
+    assert data["layers"][-1]["rf"]["whole"] and data["layers"][-1]["rf"]["jump"] is None
+    code, out = cli("table", "vgg", "-f", "json")
+    assert "rf" not in json.loads(out) and "rf" not in json.loads(out)["rows"][0]
+
+
+def test_table_rf_columns_in_csv_and_markdown_and_the_summary_line():
+    import csv
+    import io
+    code, out = cli("table", "cifar-cnn", "--rf", "--detail", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows[0]["RF"] == "3" and rows[0]["jump"] == "1"
+    code, out = cli("table", "cifar-cnn", "--rf", "-f", "markdown")
+    header = next(line for line in out.splitlines() if line.startswith("| name"))
+    assert code == 0 and [c.strip() for c in header.split("|")][-4:-1] == ["RF", "jump", "start"]
+    code, out = cli("table", "resnet18-cifar", "--rf", "-f", "csv")
+    # a 3×3 stem (3), then per stage four 3×3 convolutions, each adding 2 jumps; the first at
+    # the stage's old jump (its stride 2 doubles it after): layer1 3 + 4·2 = 11; layer2
+    # 11 + 2 + 3·4 = 25; layer3 25 + 4 + 3·8 = 53; layer4 53 + 8 + 3·16 = 109
+    assert [r["RF"] for r in csv.DictReader(io.StringIO(out))][:5] == \
+        ["3", "11", "25", "53", "109"]
+    code, out = cli("table", "resnet18-cifar", "--rf")
+    assert "its centre output sees the whole 32×32 input" in out
+    assert "from avgpool.adaptive_avgpool on, every layer sees the whole input" in out
+
+
+def test_table_rf_refuses_the_keras_style():
+    code, _ = cli("table", "vgg", "--rf", "--style", "keras")
+    assert code == 2
+
+
+def test_table_rf_fits_80_columns_in_a_terminal():
+    from test_width import in_terminal
+    for args in (["table", "googlenet", "--rf"], ["table", "googlenet", "--rf", "--detail"]):
+        text, code = in_terminal(args, 80)
+        assert code == 0 and max(map(len, text.splitlines())) <= 80
+        assert " RF " in text and "907" in text     # GoogLeNet's last map sees 907 pixels

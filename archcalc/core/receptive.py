@@ -261,3 +261,57 @@ def _field(tracks: Tuple[Track, Track], shape) -> Field:
         starts.append(Fraction(first[0] + first[1], 2))
     jump = None if tracks[0].jump is None else (tracks[0].jump, tracks[1].jump)
     return Field(tuple(sizes), jump, tuple(starts))  # type: ignore[arg-type]
+
+
+@dataclass
+class Summary:
+    """What `table --rf` shows: every layer's field and each row's (its last layer's), and
+    whether the last layer that still sees a window of the input sees all of it."""
+
+    input_size: Tuple[int, int]
+    layers: Dict[str, Field]
+    rows: Dict[str, Field]
+    last_local: Optional[str]           # the main network's last layer with a local field
+    centre_sees_all: bool               # its centre output's footprint covers the input
+    first_whole: Optional[str]          # the first layer that sees the whole input
+
+    def to_dict(self) -> dict:
+        local = self.layers.get(self.last_local) if self.last_local else None
+        return {"input": list(self.input_size),
+                "last_local_layer": self.last_local,
+                "last_local_field": local.to_dict() if local else None,
+                "centre_sees_whole_input": self.centre_sees_all,
+                "first_whole_layer": self.first_whole,
+                "definitions": DEFINITIONS}
+
+
+DEFINITIONS = {
+    "size": "receptive field, height and width: the most input pixels one output position "
+            "sees, unclipped (padding counts as if the input went on)",
+    "jump": "input pixels between neighbouring output positions (the strides multiplied); "
+            "null where the layer sees the whole input (after a global pool, flatten, linear "
+            "or a gate that multiplies by a globally pooled branch)",
+    "start": "centre of output position 0's footprint in input pixel coordinates (pixel "
+             "centres at 0 .. H-1; negative where it reaches into the padding)",
+    "whole": "the layer sees the whole input; size is then what it sees within the image",
+}
+
+
+def summarize(graph: Graph, heads: bool = False) -> Summary:
+    """The fields of ``graph``'s layers and rows (heads too when asked), and the summary."""
+    found = fields(graph, heads)
+    rows = graph.rows + (graph.heads if heads else [])
+    ends = {row.name: list(row.group.layers())[-1].name for row in rows}
+    main = [layer for row in graph.rows for layer in row.group.layers()]
+    local = [layer for layer in main if not found.fields[layer.name].whole]
+    whole = [layer for layer in main if found.fields[layer.name].whole]
+    sees_all = False
+    if local:
+        last = local[-1]
+        span = found.footprint(last.name, last.out_shape[1] // 2, last.out_shape[2] // 2)
+        sees_all = all(s is not None and s[0] <= 0 and s[1] >= size - 1
+                       for s, size in zip(span, found.input_size))
+    return Summary(found.input_size, found.fields,
+                   {name: found.fields[layer] for name, layer in ends.items()},
+                   local[-1].name if local else None, sees_all,
+                   whole[0].name if whole else None)

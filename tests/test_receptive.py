@@ -202,7 +202,8 @@ def linearized(graph_):
 
 def measured(graph_, targets):
     """Per (layer, i, j) in ``targets``: the (rows, columns) of the input whose gradient is
-    non-zero for that output position (the sum of all outputs for a vector). One backward
+    non-zero for that output position (the sum of all outputs for a vector), None where none
+    is (a transposed convolution's output that no tap reaches). One backward
     pass: sample n of a batch back-propagates from target n only (nothing mixes samples)."""
     import torch
 
@@ -227,7 +228,7 @@ def measured(graph_, targets):
     for n in range(len(targets)):
         rows = torch.nonzero(grad[n, 0].abs().sum(1)).flatten().tolist()
         cols = torch.nonzero(grad[n, 0].abs().sum(0)).flatten().tolist()
-        extents.append(((rows[0], rows[-1]), (cols[0], cols[-1])))
+        extents.append(((rows[0], rows[-1]), (cols[0], cols[-1])) if rows else None)
     return extents
 
 
@@ -280,7 +281,10 @@ def test_unclipped_the_field_is_what_gradients_reach_on_a_large_input(name):
     footprint on an input where it sees no padding."""
     pytest.importorskip("torch")
     loaded = bundled(name)
-    names = [layer.name for layer in checked_layers(loaded, len(loaded.layers()) <= 60)]
+    at_spec = receptive.fields(loaded)
+    # fields up to 800 pixels (an input up to about 832): DenseNet's 2,071 would take minutes
+    names = [layer.name for layer in checked_layers(loaded, len(loaded.layers()) <= 60)
+             if max(at_spec.fields[layer.name].size) <= 800]
     g, fields = large_enough(loaded, names)
     layers = {layer.name: layer for layer in g.layers()}
     targets = [(n,) + centre(layers[n]) for n in names]
@@ -369,3 +373,34 @@ def test_table_rf_fits_80_columns_in_a_terminal():
         text, code = in_terminal(args, 80)
         assert code == 0 and max(map(len, text.splitlines())) <= 80
         assert " RF " in text and "907" in text     # GoogLeNet's last map sees 907 pixels
+
+
+OPS_NO_BUNDLED_SPEC_USES = {
+    "bilinear ×3 (weights of exactly 0), a 3×3 after it": (
+        "- upsample: {scale: 3, mode: bilinear}\n- conv: {out: 1, kernel: 3}", "[1, 6, 5]"),
+    "bilinear and nearest to sizes that do not divide": (
+        "- upsample: {size: [11, 7], mode: bilinear}\n- upsample: {size: [17, 9]}",
+        "[1, 5, 4]"),
+    "dilated transposed convolution with output padding": (
+        "- conv_transpose: {out: 2, kernel: 3, stride: 2, dilation: 3, output_padding: 1, "
+        "padding: 1}\n- conv: {out: 1, kernel: [3, 1], stride: [1, 2], padding: 0}",
+        "[1, 6, 6]"),
+    "adaptive pools that overlap, ceil-mode and padded pools": (
+        "- maxpool: {kernel: 3, stride: 2, ceil: true}\n- avgpool: {kernel: 3, stride: 1, "
+        "padding: 1}\n- adaptive_maxpool: {size: [6, 4]}\n- adaptive_avgpool: {size: 3}",
+        "[1, 27, 26]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPS_NO_BUNDLED_SPEC_USES))
+def test_every_position_of_the_ops_no_bundled_spec_uses_is_what_gradients_reach(case):
+    """Every output position of every layer, within the image, against gradients."""
+    pytest.importorskip("torch")
+    g = built(*OPS_NO_BUNDLED_SPEC_USES[case])
+    fields = receptive.fields(g)
+    targets = [(layer.name, i, j) for layer in g.layers()
+               for i in range(layer.out_shape[1]) for j in range(layer.out_shape[2])]
+    want = [None if None in p else p
+            for p in (fields.footprint(n, i, j, clipped=True) for n, i, j in targets)]
+    assert None in want or "transposed" not in case     # the case has outputs that see nothing
+    assert dict(zip(targets, measured(g, targets))) == dict(zip(targets, want))

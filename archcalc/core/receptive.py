@@ -180,12 +180,12 @@ def _needed(layers: List[Layer], reaches) -> Dict[str, List[Interval]]:
                 continue
             for k, r in enumerate(axes):
                 first, last = needed[layer.name][k]
-                spans = [s for s in (r.reads(first), r.reads(last)) if s is not None]
-                if len(spans) < 2:      # a border output that reads nothing: look at them all
-                    spans = [s for s in map(r.reads, range(first, last + 1)) if s is not None]
+                # every position: a transposed convolution's reads need not grow with it
+                spans = [s for s in map(r.reads, range(first, last + 1)) if s is not None]
                 if spans:
                     low, high = needed[producer][k]
-                    needed[producer][k] = (min(low, spans[0][0]), max(high, spans[-1][1]))
+                    needed[producer][k] = (min(low, min(s[0] for s in spans)),
+                                           max(high, max(s[1] for s in spans)))
     return needed
 
 
@@ -212,19 +212,24 @@ def _through(inputs, i: int, clip: bool) -> Optional[Interval]:
     low = high = None
     for track, r, size in inputs:
         read = r.reads(i)
-        if read is not None and clip:
-            read = (max(read[0], 0), min(read[1], size - 1))
+        if read is not None and clip:   # the first and last position read of the real map
+            first, last = read
+            if first < 0:
+                first -= first // r.every * r.every
+            if last >= size:
+                last += (size - 1 - last) // r.every * r.every
+            read = (first, last)
         if read is None or read[0] > read[1]:
             continue
-        at = track.within if clip else track.at
-        a, b = at(read[0]), at(read[1])
-        if a is None or b is None:      # an input position that sees nothing itself
-            seen = [s for s in map(at, range(read[0], read[1] + 1)) if s]
-            if not seen:
-                continue
-            a, b = seen[0], seen[-1]
-        low = a[0] if low is None else min(low, a[0])
-        high = b[1] if high is None else max(high, b[1])
+        # every position read: footprints need not grow with the position (a transposed
+        # convolution's taps, a window's border within the image), and one may be empty
+        seen = [s for s in map(track.within if clip else track.at,
+                               range(read[0], read[1] + 1, r.every)) if s is not None]
+        if not seen:
+            continue
+        first_pixel, last_pixel = min(s[0] for s in seen), max(s[1] for s in seen)
+        low = first_pixel if low is None else min(low, first_pixel)
+        high = last_pixel if high is None else max(high, last_pixel)
     return None if low is None else (low, high)  # type: ignore[return-value]
 
 
@@ -234,7 +239,7 @@ def _seen(track: Track, shape, k: int) -> Optional[Interval]:
     if track.whole is not None:
         return track.whole
     if isinstance(track, _Input):
-        return (0, shape[k + 1] - 1)
+        return (0, shape[k + 1] - 1) if len(shape) == 3 else (0, 0)
     seen = [s for s in map(track.within, range(shape[k + 1])) if s is not None]
     return (min(s[0] for s in seen), max(s[1] for s in seen)) if seen else None
 

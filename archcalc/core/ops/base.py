@@ -494,10 +494,13 @@ class Reach:
     where it reads none; indexes are unclipped, so a padded window at the border reads -1 (a
     padding position, which core/receptive.py maps on as if the map went on). ``step`` is how
     many input positions one output position moves by on average: the stride, 1/2 for a 2×
-    upsampling, 0 where a broadcast side of 1 is read at every position."""
+    upsampling, 0 where a broadcast side of 1 is read at every position. ``every``: the
+    positions read between the first and the last are ``every`` apart (a dilation's holes),
+    which tells what a window at the border reads of the real map."""
 
     step: Fraction
     reads: Callable[[int], Optional[Tuple[int, int]]]
+    every: int = 1
 
 
 def same_reach() -> Tuple[Reach, Reach]:
@@ -510,5 +513,5 @@ def window_reach(kernel, stride, pads, dilation=(1, 1)) -> Tuple[Reach, Reach]:
     """A sliding window's reach: output i reads ``stride·i - pad`` to ``dilation·(kernel - 1)``
     further on (convolution and pooling, before any ceil-mode clipping at the border)."""
     def axis(k, s, p, d):
-        return Reach(Fraction(s), lambda i: (s * i - p, s * i - p + d * (k - 1)))
+        return Reach(Fraction(s), lambda i: (s * i - p, s * i - p + d * (k - 1)), d)
     return tuple(axis(*args) for args in zip(kernel, stride, pads, dilation))  # type: ignore

@@ -2,6 +2,7 @@
 upsamples (U-Net's up-convolution, FCN's and DCGAN's "deconvolution")."""
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from archcalc.core.ops import onnx_args
@@ -178,7 +179,8 @@ class ConvTranspose(Op):
             def reads(o):
                 js = [(o + p - t * d) // s for t in range(k) if (o + p - t * d) % s == 0]
                 return (min(js), max(js)) if js else None
-            return Reach(Fraction(1, s), reads)
+            # the taps that land are s / gcd(s, d) apart, the inputs they read d / gcd(s, d)
+            return Reach(Fraction(1, s), reads, d // math.gcd(s, d))
         return tuple(axis(*args) for args in zip(self.a["kernel"], self.a["stride"],
                                                  self.a["padding"], self.a["dilation"]))
 

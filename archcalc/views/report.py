@@ -93,7 +93,8 @@ def paper_table(report: Report) -> Table:
                  r.depth]
         if blocks:
             cells.append(" ".join(str(v) for v in r.block_args.values()) or None)
-        cells += [r.params, r.macs] + rf_cells(report, report.rf.rows[r.name] if report.rf else None)
+        cells += [r.params, r.macs]
+        cells += rf_cells(report, report.rf.rows[r.name] if report.rf else None)
         flag = [False] * len(cells)
         for q in audited:
             cell: Optional[PaperCell] = r.paper.get(q)

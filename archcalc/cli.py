@@ -269,10 +269,10 @@ def load_graph(spec: str, variant: Optional[str], input: Optional[str], heads: b
 
 
 def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
-                tolerance: float, settings: Optional[List[str]] = None):
+                tolerance: float, settings: Optional[List[str]] = None, rf: bool = False):
     from archcalc.core import analysis
     built = load_graph(spec, variant, input, heads, settings)
-    return analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
+    return analysis.analyze(built, heads=heads, tolerance_pct=tolerance, rf=rf)
 
 
 @app.command()
@@ -301,6 +301,9 @@ def table(
     wide: WideOpt = False,
     force: ForceOpt = False,
     convention: ConventionOpt = "paper",
+    rf: Annotated[bool, typer.Option(
+        "--rf", help="Also each row's (with --detail each layer's) receptive field: RF, jump "
+        "and start, in input pixels.")] = False,
 ) -> None:
     """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
 
@@ -316,12 +319,15 @@ def table(
     from archcalc.views.table import to_json
     with user_errors(), gc_paused():
         check_output(output, force, [spec], plot)
+        if rf and style is Style.keras:
+            raise ArchcalcError("--rf shows in the paper and --detail tables, not in --style "
+                                "keras")
         format, output, plot = figure_output(format, output, plot)
         if plot is not None:
             from archcalc.views import plot as plotting
             plotting.check_path(plot, force)
         built = load_graph(spec, variant, input, heads, set)
-        result = convention_report(built, heads, tolerance, convention)
+        result = convention_report(built, heads, tolerance, convention, rf)
         roof = None
         if roofline is not None:
             from archcalc.core import roofline as rl
@@ -345,11 +351,12 @@ ConventionOpt = Annotated[str, typer.Option(
     "conventions`.")]
 
 
-def convention_report(built, heads: bool, tolerance: float, convention: str):
-    """table's report of ``built``, its MACs counted as ``convention``'s tool counts them."""
+def convention_report(built, heads: bool, tolerance: float, convention: str, rf: bool = False):
+    """table's report of ``built``, its MACs counted as ``convention``'s tool counts them; with
+    ``rf``, the receptive fields too."""
     from archcalc.core import analysis, conventions
     conventions.tool(convention)
-    result = analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
+    result = analysis.analyze(built, heads=heads, tolerance_pct=tolerance, rf=rf)
     return conventions.apply(result, built, convention, heads)
 
 

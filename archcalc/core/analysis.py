@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Dict, List, Optional, Tuple
 
+from archcalc.core import receptive
 from archcalc.core.graph import Graph, Layer, Row, build
 from archcalc.core.ops import Counts, Shape, fmt_shape
 from archcalc.core.spec import PaperFigure, Spec
@@ -131,6 +132,8 @@ class Report:
     opaque: List[str] = field(default_factory=list)
     # whose count the MACs figures are (core/conventions.py: table --convention)
     convention: str = "paper"
+    # receptive fields (core/receptive.py), when asked for (`table --rf`)
+    rf: Optional[receptive.Summary] = None
 
     @property
     def flagged(self) -> List[Tuple[str, str]]:
@@ -149,7 +152,7 @@ class Report:
             row = {k: v for k, v in asdict(r).items() if k != "paper"}
             if r.paper:
                 row["paper"] = {q: c.to_dict() for q, c in r.paper.items()}
-            rows.append(row)
+            rows.append(self._with_rf(r.name, row, "rows"))
         return {
             "name": self.name, "source": self.source, "spec": self.spec_path,
             "input": list(self.input), "variant": self.variant,
@@ -162,13 +165,19 @@ class Report:
                       "tolerance_pct": self.tolerance_pct,
                       "network": {q: c.to_dict() for q, c in self.paper.items()}},
             "rows": [_lists(r) for r in rows],
-            "layers": [l.to_dict() for l in self.layers],
+            "layers": [self._with_rf(l.name, l.to_dict(), "layers") for l in self.layers],
             "totals": asdict(self.totals),
             "audit_skipped": self.audit_skipped,
             "grown_with_input": [_lists(asdict(g)) for g in self.grown],
             "opaque": list(self.opaque),
             "convention": self.convention,
-        }
+        } | ({"rf": self.rf.to_dict()} if self.rf else {})
+
+    def _with_rf(self, name: str, record: dict, of: str) -> dict:
+        """``record`` with the receptive field of its row or layer, when they were asked for."""
+        if self.rf is not None:
+            record["rf"] = getattr(self.rf, of)[name].to_dict()
+        return record
 
 
 NETWORK = "the network"      # how the audit names the whole network's figures
@@ -186,8 +195,9 @@ def _lists(record: dict) -> dict:
 
 
 def analyze(graph: Graph, heads: bool = False,
-            tolerance_pct: float = DEFAULT_TOLERANCE_PCT) -> Report:
-    """Counts of every layer and row of ``graph``; heads are included only when asked."""
+            tolerance_pct: float = DEFAULT_TOLERANCE_PCT, rf: bool = False) -> Report:
+    """Counts of every layer and row of ``graph``; heads are included only when asked; with
+    ``rf``, every layer's and row's receptive field too."""
     if not 0 <= tolerance_pct < math.inf:
         raise ArchcalcError(f"the audit's tolerance must be a finite percentage, not negative, "
                             f"got {tolerance_pct!r}", Position("--tolerance"))
@@ -215,7 +225,8 @@ def analyze(graph: Graph, heads: bool = False,
                   layers, totals, units, tolerance_pct, skipped, grown_layers(graph), paper,
                   spec.paper_params, dict(graph.settings), dict(graph.overrides),
                   network_variant(spec, graph.variant),
-                  [layer.name for layer in graph.opaque(heads)])
+                  [layer.name for layer in graph.opaque(heads)],
+                  rf=receptive.summarize(graph, heads) if rf else None)
 
 
 def network_figures(graph: Graph) -> Dict[str, PaperFigure]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, List, Optional
 from archcalc.core.analysis import PARAMS_CONVENTION, PaperCell, Report
 from archcalc.core.conventions import tool
 from archcalc.core.ops import fmt_shape
+from archcalc.core.receptive import Field
 from archcalc.views.table import Column, Table
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def paper_table(report: Report) -> Table:
                Column("output", "shape"), Column("depth", "int", optional=3)]
     if blocks:
         columns.append(Column("block args", optional=1))
-    columns += [Column("params", "int"), Column(work_unit(report), "int")]
+    columns += [Column("params", "int"), Column(work_unit(report), "int")] + rf_columns(report)
     for q in audited:
         columns += [Column(f"paper {q}", part="audit"),
                     Column(f"{q} ≈", "figure", "audit", optional=4),
@@ -106,6 +107,7 @@ def paper_table(report: Report) -> Table:
         if blocks:
             cells.append(" ".join(str(v) for v in r.block_args.values()) or None)
         cells += [r.params, r.macs]
+        cells += rf_cells(report, report.rf.rows[r.name] if report.rf else None)
         flag = [False] * len(cells)
         for q in audited:
             cell: Optional[PaperCell] = r.paper.get(q)
@@ -119,20 +121,20 @@ def paper_table(report: Report) -> Table:
         flags.append(flag)
     t = report.totals
     footer = ["total", None, None, None, t.depth] + [None] * bool(blocks) + [t.params, t.macs]
-    footer += [None] * (3 * len(audited))
+    footer += [None] * (len(rf_columns(report)) + 3 * len(audited))
     notes = [report.source] if report.source else []
     notes.append(conventions(report))
     notes += [f"block args of {', '.join(names)}: {', '.join(args)}"
               for args, names in blocks.items()]
     if audited or report.paper:
         notes.append(audit_note(report))
-    notes += [grown_note(report, g) for g in report.grown]
+    notes += [grown_note(report, g) for g in report.grown] + rf_notes(report)
     summary = [f"depth {t.depth} layers with weights ({t.depth_with_pool} counting pooling) · "
                f"params {t.params:,} ({t.weights:,} weights without biases) · "
                f"{work_unit(report)} {t.macs:,}"]
     if t.non_trainable:
         summary.append(f"non-trainable values (BatchNorm statistics): {t.non_trainable:,}")
-    summary += opaque_lines(report)
+    summary += opaque_lines(report) + rf_lines(report)
     if report.audit_skipped:
         summary.append(f"paper audit not applicable: {report.audit_skipped}")
     if report.paper:
@@ -171,16 +173,66 @@ def detail_table(report: Report) -> Table:
                Column("input", "shapes", optional=5), Column("output", "shape"),
                Column("params", "int"), Column("weights", "int", optional=3),
                Column("non-trainable", "int", optional=1), Column(work_unit(report), "int"),
-               Column("other ops", "int", optional=2)]
+               Column("other ops", "int", optional=2)] + rf_columns(report)
     rows = [[l.name, l.type, l.patch, l.input_shapes, l.output_shape, l.params, l.weights,
-             l.non_trainable, l.macs, l.other_ops] for l in report.layers]
+             l.non_trainable, l.macs, l.other_ops] +
+            rf_cells(report, report.rf.layers[l.name] if report.rf else None)
+            for l in report.layers]
     t = report.totals
     footer = ["total", None, None, None, None, t.params, t.weights, t.non_trainable, t.macs,
-              t.other_ops]
+              t.other_ops] + [None] * len(rf_columns(report))
     notes = [conventions(report), "other ops: work of pooling, normalization and activations "
-             "(comparisons, adds, scales), never folded into MACs"]
+             "(comparisons, adds, scales), never folded into MACs"] + rf_notes(report)
     return Table(title_of(report), notes, columns, rows, footer,
-                 [f"{len(report.layers)} layers"] + opaque_lines(report))
+                 [f"{len(report.layers)} layers"] + opaque_lines(report) + rf_lines(report))
+
+
+# --- receptive fields (`table --rf`, core/receptive.py) -------------------------------------
+
+def rf_columns(report: Report) -> List[Column]:
+    """RF stays on a narrow terminal as long as it can; jump and start go first."""
+    if report.rf is None:
+        return []
+    return [Column("RF"), Column("jump", optional=1), Column("start", optional=1)]
+
+
+def rf_cells(report: Report, f: Optional[Field]) -> list:
+    """A field as the table shows it: ``7`` for 7×7, ``7×3``; a jump of ``1/2``; a start of
+    ``-0.5``; a pair where height and width differ; ``all`` for a layer that sees the whole
+    input."""
+    if report.rf is None or f is None:
+        return [None] * len(rf_columns(report))
+    return [_pair(f.size, "×"), "all" if f.jump is None else _pair(f.jump, ","),
+            _pair(tuple(f"{float(s):g}" for s in f.start), ",")]
+
+
+def _pair(values, sep: str) -> str:
+    return str(values[0]) if values[0] == values[1] else f"{values[0]}{sep}{values[1]}"
+
+
+def rf_notes(report: Report) -> List[str]:
+    if report.rf is None:
+        return []
+    return ["RF: input pixels an output sees (h×w, unclipped) · jump: pixels between "
+            "neighbouring outputs; all: sees the whole input · start: centre of output 0's "
+            "field, in input pixels"]
+
+
+def rf_lines(report: Report) -> List[str]:
+    """Whether the last layer with a local field sees the whole input, on one line."""
+    rf = report.rf
+    if rf is None:
+        return []
+    h, w = rf.input_size
+    lines = []
+    if rf.last_local is not None:
+        size = _pair(rf.layers[rf.last_local].size, "×")
+        sees = "sees" if rf.centre_sees_all else "does not see"
+        lines.append(f"receptive field of {rf.last_local}, the last layer with a local field: "
+                     f"{size}; its centre output {sees} the whole {h}×{w} input")
+    if rf.first_whole is not None:
+        lines.append(f"from {rf.first_whole} on, every layer sees the whole input")
+    return lines
 
 
 def keras_table(report: Report) -> Table:

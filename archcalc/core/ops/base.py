@@ -117,6 +117,14 @@ class Op:
     def output_shape(self, shape: Shape) -> Shape:
         return shape
 
+    def reach(self, in_shape: Shape, out_shape: Shape) -> Optional[Tuple["Reach", "Reach"]]:
+        """Which input positions each output position reads, along the height and the width
+        (core/receptive.py); None where every output reads all of its input (a global pool, a
+        linear layer). The default is an elementwise op's: output (i, j) reads input (i, j).
+        Normalizations count as elementwise: their statistics are taken as constants, as at
+        inference."""
+        return same_reach()
+
     def counts(self, in_shape: Shape, out_shape: Shape) -> Counts:
         return Counts()
 
@@ -217,6 +225,20 @@ class Join(Op):
 
     def output_shape(self, shapes: Tuple[Shape, ...]) -> Shape:  # type: ignore[override]
         raise NotImplementedError
+
+    def reach(self, in_shapes: Tuple[Shape, ...],  # type: ignore[override]
+              out_shape: Shape) -> Tuple[Optional[Tuple["Reach", "Reach"]], ...]:
+        """One reach per branch, or None for a branch whose values the output does not read
+        (crop's second branch gives only a size). The default: elementwise, a branch's side of
+        1 broadcast (read at index 0 by every output position, a squeeze-and-excitation gate)."""
+        def branch(shape):
+            same = same_reach()
+            if len(shape) != 3:
+                return same
+            return tuple(r if size != 1 or len(out_shape) != 3 or out_shape[k + 1] == 1
+                         else Reach(Fraction(0), lambda i: (0, 0))
+                         for k, (r, size) in enumerate(zip(same, shape[1:])))
+        return tuple(branch(s) for s in in_shapes)
 
     def counts(self, in_shapes: Tuple[Shape, ...],  # type: ignore[override]
                out_shape: Shape) -> Counts:
@@ -476,3 +498,36 @@ def torch_padding(m: Any):
     if isinstance(m.padding, str):
         raise ValueError(f"padding {m.padding!r}")
     return torch_pair(m.padding)
+
+
+# --- receptive-field geometry (core/receptive.py composes it through the graph) -------------
+
+@dataclass(frozen=True)
+class Reach:
+    """Which input positions each output position reads, along one axis (height or width).
+
+    ``reads(i)`` gives the first and the last input index that output ``i`` reads, or None
+    where it reads none; indexes are unclipped, so a padded window at the border reads -1 (a
+    padding position, which core/receptive.py maps on as if the map went on). ``step`` is how
+    many input positions one output position moves by on average: the stride, 1/2 for a 2×
+    upsampling, 0 where a broadcast side of 1 is read at every position. ``every``: the
+    positions read between the first and the last are ``every`` apart (a dilation's holes),
+    which tells what a window at the border reads of the real map."""
+
+    step: Fraction
+    reads: Callable[[int], Optional[Tuple[int, int]]]
+    every: int = 1
+
+
+def same_reach() -> Tuple[Reach, Reach]:
+    """Output (i, j) reads input (i, j): every elementwise op, along both axes."""
+    one = Reach(Fraction(1), lambda i: (i, i))
+    return (one, one)
+
+
+def window_reach(kernel, stride, pads, dilation=(1, 1)) -> Tuple[Reach, Reach]:
+    """A sliding window's reach: output i reads ``stride·i - pad`` to ``dilation·(kernel - 1)``
+    further on (convolution and pooling, before any ceil-mode clipping at the border)."""
+    def axis(k, s, p, d):
+        return Reach(Fraction(s), lambda i: (s * i - p, s * i - p + d * (k - 1)), d)
+    return tuple(axis(*args) for args in zip(kernel, stride, pads, dilation))  # type: ignore

@@ -2,11 +2,14 @@
 upsamples (U-Net's up-convolution, FCN's and DCGAN's "deconvolution")."""
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (act_arg, amount, Arg, ArgError, aten_arg, aten_tensor, boolean,
                                     Counts, feature_map, fits, numel, Op, padding, pair, patch_text,
-                                    positive_int, register, ShapeError, torch_padding, torch_pair,
-                                    window)
+                                    positive_int, Reach, register, ShapeError, torch_padding,
+                                    torch_pair, window, window_reach)
 
 
 @register
@@ -45,6 +48,11 @@ class Conv(Op):
         (h, w), _ = window(shape, self.a["kernel"], self.a["stride"], self.a["padding"],
                            self.a["dilation"], what="kernel")
         return (self.a["out"], h, w)
+
+    def reach(self, in_shape, out_shape):
+        _, pads = window(in_shape, self.a["kernel"], self.a["stride"], self.a["padding"],
+                         self.a["dilation"])
+        return window_reach(self.a["kernel"], self.a["stride"], pads, self.a["dilation"])
 
     def counts(self, in_shape, out_shape):
         kh, kw = self.a["kernel"]
@@ -172,6 +180,19 @@ class ConvTranspose(Op):
             raise ShapeError(f"padding {ph}×{pw} crops the whole {self.a['kernel'][0]}×"
                              f"{self.a['kernel'][1]} transposed convolution of a {h}×{w} input")
         return fits((self.a["out"],) + out, "the transposed convolution")
+
+    def reach(self, in_shape, out_shape):
+        """Input j adds its kernel to outputs ``j·stride - padding + t·dilation`` (t < kernel),
+        so output o reads the j for which ``o + padding - t·dilation`` is a multiple of the
+        stride: the first and last such j (none for an output no tap lands on)."""
+        def axis(k, s, p, d):
+            def reads(o):
+                js = [(o + p - t * d) // s for t in range(k) if (o + p - t * d) % s == 0]
+                return (min(js), max(js)) if js else None
+            # the taps that land are s / gcd(s, d) apart, the inputs they read d / gcd(s, d)
+            return Reach(Fraction(1, s), reads, d // math.gcd(s, d))
+        return tuple(axis(*args) for args in zip(self.a["kernel"], self.a["stride"],
+                                                 self.a["padding"], self.a["dilation"]))
 
     def counts(self, in_shape, out_shape):
         kh, kw = self.a["kernel"]

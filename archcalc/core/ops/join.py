@@ -5,8 +5,11 @@ size of the second (U-Net's copy and crop). A spec writes their inputs as branch
 (``concat: [...]`` or a mapping of branch names); see ops/base.Join."""
 from __future__ import annotations
 
+from fractions import Fraction
+
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import aten_arg, Counts, Join, ShapeError, fmt_shape, numel, register
+from archcalc.core.ops.base import (aten_arg, Counts, Join, Reach, ShapeError, fmt_shape, numel,
+                                    register)
 
 
 def _joins_data(node, initializers) -> bool:
@@ -147,6 +150,15 @@ class Crop(Join):
         if th > h or tw > w:
             raise ShapeError(f"crop cannot cut {h}×{w} to a larger {th}×{tw}")
         return (c, th, tw)
+
+    def reach(self, in_shapes, out_shape):
+        """The first branch, offset as the module cuts it (pytorch/modules.Crop); the second
+        gives only its size, and no output reads its values."""
+        (_, h, w), (_, th, tw) = in_shapes
+
+        def axis(offset):
+            return Reach(Fraction(1), lambda i: (i + offset, i + offset))
+        return ((axis((h - th) // 2), axis((w - tw) // 2)), None)
 
     def counts(self, in_shapes, out_shape):
         return Counts()     # a copy, no arithmetic

@@ -24,6 +24,9 @@ class Linear(Op):
     def output_shape(self, shape):
         return (self.a["out"],)
 
+    def reach(self, in_shape, out_shape):
+        return None     # every output reads the whole input
+
     def counts(self, in_shape, out_shape):
         weights = numel(in_shape) * self.a["out"]
         return Counts(params=weights + (self.a["out"] if self.a["bias"] else 0),

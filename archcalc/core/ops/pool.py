@@ -7,12 +7,13 @@ Unlike convolution, a pooling window is unpadded by default ('valid'), as in eve
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import ClassVar
 
 from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean, feature_map,
-                                    fits, numel, pair, padding, patch_text, register, torch_pair,
-                                    window)
+                                    fits, numel, pair, padding, patch_text, Reach, register,
+                                    torch_pair, window, window_reach)
 
 
 class _Window(Op):
@@ -53,6 +54,10 @@ class _Window(Op):
     def output_shape(self, shape):
         (h, w), _ = self._window(shape)
         return (shape[0], h, w)
+
+    def reach(self, in_shape, out_shape):
+        _, pads = self._window(in_shape)
+        return window_reach(self.a["kernel"], self.a["stride"], pads)
 
     def counts(self, in_shape, out_shape):
         kh, kw = self.a["kernel"]
@@ -182,6 +187,9 @@ class GlobalAvgPool(Op):
         c, _, _ = feature_map(shape, "global average pooling")
         return (c, 1, 1)
 
+    def reach(self, in_shape, out_shape):
+        return None     # every output reads the whole map
+
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=numel(in_shape))
 
@@ -241,6 +249,17 @@ class _Adaptive(Op):
     def output_shape(self, shape):
         c, _, _ = feature_map(shape, f"{self.title}ing")
         return fits((c,) + self.a["size"], self.title)
+
+    def reach(self, in_shape, out_shape):
+        """Output i pools ``floor(i·size/out)`` to ``ceil((i+1)·size/out) - 1``, as PyTorch;
+        to 1×1 it is a global pool, every output reading the whole map."""
+        if out_shape[1:] == (1, 1):
+            return None
+        def axis(size, out):
+            def reads(i):
+                return (i * size // out, -(-(i + 1) * size // out) - 1)
+            return Reach(Fraction(size, out), reads)
+        return (axis(in_shape[1], out_shape[1]), axis(in_shape[2], out_shape[2]))
 
 
 @register

@@ -1,9 +1,12 @@
 """Upsampling by interpolation: the decoder side of segmentation nets and FPNs."""
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (Arg, ArgError, Counts, Op, choice, feature_map, fits, numel,
-                                    pair, register, torch_pair)
+                                    pair, Reach, register, torch_pair)
 
 # reads per output element: nearest copies one input value, bilinear weighs four neighbours
 _READS = {"nearest": 1, "bilinear": 4}
@@ -37,6 +40,24 @@ class Upsample(Op):
             return (c,) + self.a["size"]
         sh, sw = self.a["scale"]
         return fits((c, h * sh, w * sw), "upsampling")
+
+    def reach(self, in_shape, out_shape):
+        """PyTorch's source coordinate of output o is ``o·in/out`` for nearest (its floor) and
+        ``(o + 1/2)·in/out - 1/2`` for bilinear, which reads its floor and the next position,
+        the next with weight 0 (so not at all) where the coordinate is whole."""
+        bilinear = self.a["mode"] == "bilinear"
+
+        def axis(size, out):
+            scale = Fraction(size, out)
+
+            def reads(o):
+                if not bilinear:
+                    return (o * size // out,) * 2
+                x = (o + Fraction(1, 2)) * scale - Fraction(1, 2)
+                first = math.floor(x)
+                return (first, first + (x != first))
+            return Reach(scale, reads)
+        return (axis(in_shape[1], out_shape[1]), axis(in_shape[2], out_shape[2]))
 
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=_READS[self.a["mode"]] * numel(out_shape))

@@ -124,6 +124,9 @@ class Flatten(Op):
     def output_shape(self, shape):
         return (numel(shape),)
 
+    def reach(self, in_shape, out_shape):
+        return None     # the vector holds every position of the map
+
     def to_torch(self, in_shape):
         from torch import nn
         return nn.Flatten()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (act_arg, Arg, aten_tensor, boolean, Counts, numel, Op,
+from archcalc.core.ops.base import (act_arg, Arg, Saved, aten_tensor, boolean, Counts, numel, Op,
                                     positive_int, register)
 
 
@@ -28,6 +28,11 @@ class Linear(Op):
         weights = numel(in_shape) * self.a["out"]
         return Counts(params=weights + (self.a["out"] if self.a["bias"] else 0),
                       weights=weights, macs=weights)
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``addmm`` (``linear``) saves ``mat1``, the flattened input (a view of the input's
+        storage), and ``mat2``, the weight (a parameter)."""
+        return Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         from archcalc.pytorch.modules import FlattenLinear

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean, feature_map,
+from archcalc.core.ops.base import (aten_arg, Arg, Saved, ArgError, Counts, Op, boolean, feature_map,
                                     fits, numel, pair, padding, patch_text, register, torch_pair,
                                     window)
 
@@ -94,6 +94,11 @@ class MaxPool(_Window):
     title = "max pool"
     summary = "maximum over each window"
 
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``max_pool2d_with_indices`` saves ``self`` and ``result1``, the int64 argmax of
+        each output element (8 bytes each whatever the data type)."""
+        return Saved(inputs=(0,), extra_bytes=8 * numel(out_shape))
+
     def to_torch(self, in_shape):
         from torch import nn
         _, pads = self._window(in_shape)
@@ -123,6 +128,10 @@ class AvgPool(_Window):
     name = "avgpool"
     title = "avg pool"
     summary = "mean over each window (padding counts as zeros)"
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``avg_pool2d``'s backward takes ``self`` (derivatives.yaml), so autograd keeps it."""
+        return Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -174,6 +183,10 @@ class GlobalAvgPool(Op):
 
     def counts(self, in_shape, out_shape):
         return Counts(other_ops=numel(in_shape))
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``_adaptive_avg_pool2d`` saves ``self`` for its backward."""
+        return Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -231,6 +244,10 @@ class AdaptiveAvgPool(_Adaptive):
         # that two overlapping windows read counts once)
         return Counts(other_ops=numel(in_shape))
 
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``_adaptive_avg_pool2d`` saves ``self`` for its backward."""
+        return Saved(inputs=(0,))
+
     def to_torch(self, in_shape):
         from torch import nn
         return nn.AdaptiveAvgPool2d(self.a["size"])
@@ -259,6 +276,10 @@ class AdaptiveMaxPool(_Adaptive):
         c, h, w = in_shape
         oh, ow = self.a["size"]
         return Counts(other_ops=c * adaptive_windows(h, oh) * adaptive_windows(w, ow))
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``adaptive_max_pool2d`` saves ``self`` and ``result1``, int64 indices."""
+        return Saved(inputs=(0,), extra_bytes=8 * numel(out_shape))
 
     def to_torch(self, in_shape):
         from torch import nn

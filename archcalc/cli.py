@@ -268,6 +268,13 @@ def table(
         "--plot", help="Also draw params and MACs per row: FILE.png or FILE.svg.")] = None,
     wide: WideOpt = False,
     force: ForceOpt = False,
+    memory: Annotated[bool, typer.Option(
+        "--memory", help="Add each row's output and parameter bytes, and the inference peak, "
+        "a training step's (SGD with momentum, Adam) and the model file's size.")] = False,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", help="Images per batch for --memory.")] = 1,
+    dtype: Annotated[str, typer.Option(
+        "--dtype", metavar="fp32|bf16|fp16", help="Data type for --memory.")] = "fp32",
 ) -> None:
     """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
 
@@ -276,6 +283,7 @@ def table(
     from archcalc.views import report as view
     from archcalc.views.table import to_json
     with user_errors(), gc_paused():
+        memory_of = table_memory(batch_size, dtype) if memory else None
         check_output(output, force, [spec], plot)
         format, output, plot = figure_output(format, output, plot)
         if plot is not None:
@@ -284,11 +292,26 @@ def table(
         result = load_report(spec, variant, input, heads, tolerance, set)
         if plot is not None:
             write_plot(plotting.report_figure(result), plot, force)
+        mem = memory_of(load_graph(spec, variant, input, heads, set), heads) if memory_of \
+            else None
         if format is Format.json:
-            emit(to_json(result.to_dict()), output, force)
+            data = result.to_dict()
+            if mem is not None:
+                data["memory"] = mem.to_dict()
+            emit(to_json(data), output, force)
         elif format is not None:
-            emit_table(view.make_table(result, style.value, detail), format, output, wide,
-                       force)
+            tab = view.make_table(result, style.value, detail)
+            if mem is not None:
+                tab = view.add_memory(tab, result, mem, detail or style is Style.keras)
+            emit_table(tab, format, output, wide, force)
+
+
+def table_memory(batch: int, dtype: str):
+    """``table --memory``'s figures for a graph, its batch and data type checked first."""
+    from archcalc.core import memory
+    memory.check_batch(batch)
+    memory.dtype_bytes(dtype)
+    return lambda graph, heads: memory.network_memory(graph, batch, dtype, heads)
 
 
 # What `graph -o`'s extension says: the DOT text itself, or what Graphviz's dot renders of it.

@@ -170,6 +170,11 @@ class NetworkMemory:
     inference_peak: int             # activations alive at once in a no-grad forward, input too
     training: Dict[str, Training] = field(default_factory=dict)
     disk_bytes: int = 0
+    rows: List[LayerMemory] = field(default_factory=list)   # per spec row: its output, its state
+
+    @property
+    def bytes_per_number(self) -> int:
+        return DTYPES[self.dtype]
 
     @property
     def inference_total(self) -> int:
@@ -178,7 +183,7 @@ class NetworkMemory:
     def to_dict(self) -> dict:
         """The JSON contract's ``memory`` section: every figure in bytes."""
         return {
-            "batch": self.batch, "dtype": self.dtype, "bytes_per_number": DTYPES[self.dtype],
+            "batch": self.batch, "dtype": self.dtype, "bytes_per_number": self.bytes_per_number,
             "input_bytes": self.input_bytes, "param_bytes": self.param_bytes,
             "trainable_bytes": self.trainable_bytes,
             "inference": {"activation_peak": self.inference_peak,
@@ -186,6 +191,7 @@ class NetworkMemory:
             "training": {name: dict(asdict(t), total=t.total)
                          for name, t in self.training.items()},
             "disk_bytes": self.disk_bytes,
+            "rows": [asdict(row) for row in self.rows],
             "layers": [asdict(layer) for layer in self.layers],
         }
 
@@ -510,6 +516,11 @@ def network_memory(graph, batch: int = 1, dtype: str = "fp32", heads: bool = Fal
     step = _training_step(graph, batch, size, heads)
     training = {opt: Training(opt, param_bytes, OPTIMIZERS[opt] * trainable, trainable,
                               step.saved, step.peak) for opt in optimizers}
+    by_name = {m.name: m for m in per_layer}
+    rows = graph.rows + (graph.heads if heads and graph.with_heads else [])
+    per_row = [LayerMemory(row.name, prod(row.out_shape), prod(row.out_shape) * batch * size,
+                           sum(by_name[layer.name].param_bytes for layer in row.group.layers()))
+               for row in rows]
     return NetworkMemory(batch, dtype, per_layer, prod(graph.input_shape) * batch * size,
                          param_bytes, trainable, inference_peak(graph, batch, dtype), training,
-                         disk_bytes(graph, dtype))
+                         disk_bytes(graph, dtype), per_row)

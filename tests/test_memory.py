@@ -66,6 +66,14 @@ def test_the_tiny_networks_peak_is_what_pytorch_allocates():
     assert measured.tensors == memory.network_memory(tiny_graph(), 2).inference_total
 
 
+@pytest.mark.parametrize("spec", ["cifar-cnn", "resnet18-cifar"])
+def test_the_inference_peak_in_bfloat16_is_what_the_profiler_records(spec):
+    model = build_model(spec).to(torch.bfloat16)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.bfloat16)
+    measured = measure_record(model, x, training=False)
+    assert measured.tensors == memory.network_memory(load_graph(spec), 2, "bf16").inference_total
+
+
 def test_a_layers_bytes_and_parameters():
     mem = memory.network_memory(tiny_graph(), batch=5, dtype="bf16")
     a = mem.layers[0]
@@ -106,12 +114,12 @@ def _numel(shape):
     return n
 
 
-# A training step (forward, cross-entropy, backward, the optimizer's step) at batch 256 as the
-# brief asks where it fits: GoogLeNet-CIFAR at 256 needs 10.8 GB and 7 minutes on this
-# 2-core machine, ResNet-18 at 256 80 s, so they run smaller. Activations grow linearly with
-# the batch and dominate every figure here, so a smaller batch checks the same model.
+# A training step (forward, cross-entropy, backward, the optimizer's step) at batch 256, except
+# GoogLeNet-CIFAR: at 256 it needs 10.8 GB and 7 minutes on a 2-core machine (measured: 0.4%
+# apart), so it runs at 16. Its activations grow linearly with the batch and already dominate
+# at 16 (97% of the peak), so the smaller batch checks the same model.
 TRAINING = [("cifar-cnn", 256, "sgd"), ("cifar-cnn", 256, "adam"),
-            ("resnet18-cifar", 64, "adam"), ("googlenet-cifar", 16, "sgd")]
+            ("resnet18-cifar", 256, "adam"), ("googlenet-cifar", 16, "sgd")]
 
 
 @pytest.mark.slow
@@ -148,8 +156,8 @@ def test_the_model_file_is_the_size_torch_save_writes(spec, dtype, tmp_path):
     predicted = memory.disk_bytes(load_graph(spec), dtype, stem="model")
     # the tensors' bytes exactly, the archive's records exactly; the pickle's per-tensor ints
     # (shape, stride, the storage's size) and memo references vary in width by a few bytes,
-    # which the model does not follow: within 32 bytes a tensor
-    assert abs(predicted - real) <= 32 * len(state), (predicted, real)
+    # which the model does not follow: within 16 bytes a tensor
+    assert abs(predicted - real) <= 16 * len(state), (predicted, real)
 
 
 # --- the command -------------------------------------------------------------------------------

@@ -338,8 +338,10 @@ def _producers(graph) -> Dict[str, str]:
         return current
 
     current = INPUT
-    for row in graph.rows + graph.heads:
+    for row in graph.rows:
         found[row.name] = current = walk(row.group, current)
+    for row in graph.heads:         # a head takes the output of the row it follows
+        found[row.name] = walk(row.group, found[row.head.after])
     return found
 
 
@@ -452,23 +454,45 @@ def saved_bytes(graph, batch: int, dtype: str, heads: bool = False) -> int:
 _ALIGN = 64
 _RECORDS_BEFORE = ((".format_version", 1), (".storage_alignment", 2), ("byteorder", 6))
 _RECORDS_AFTER = (("version", 2), (".data/serialization_id", 40))
-_PICKLE_EMPTY, _PICKLE_FIRST, _PICKLE_PER_TENSOR, _PICKLE_PER_MODULE = 34, 74, 58, 17
+_PICKLE_EMPTY, _PICKLE_FIRST, _PICKLE_PER_TENSOR, _PICKLE_PER_MODULE = 34, 74, 57, 17
+# pickle's memo: 8 entries a tensor, 2 a module; from the 257th on, each put takes 5 bytes
+# (LONG_BINPUT) instead of 2 (BINPUT)
+_MEMO_PER_TENSOR, _MEMO_PER_MODULE, _MEMO_SHORT = 8, 2, 256
 
 
-def disk_bytes(graph, dtype: str = "fp32", stem: str = "model") -> int:
+def _pickle_bytes(tensors, modules) -> int:
+    """data.pkl's size: the state_dict's keys, each tensor's record (its storage's key, its
+    size as an int as wide as pickle writes it) and the _metadata of every module."""
+    total = _PICKLE_EMPTY + (_PICKLE_FIRST if tensors else 0)
+    for i, (key, nbytes) in enumerate(tensors):
+        total += _PICKLE_PER_TENSOR + len(key) + len(str(i)) + _int_width(nbytes)
+    total += sum(_PICKLE_PER_MODULE + len(name) for name in modules)
+    memos = _MEMO_PER_TENSOR * len(tensors) + _MEMO_PER_MODULE * len(modules)
+    return total + 3 * max(0, memos - _MEMO_SHORT)
+
+
+def _int_width(nbytes: int) -> int:
+    """Extra bytes pickle spends on a storage's size in numbers beyond a one-byte int (the
+    numbers, about: the bytes at 4 a number is close enough to pick the width)."""
+    numbers = nbytes // 4 or 1
+    return 0 if numbers < 256 else 1 if numbers < 65536 else 3
+
+
+def disk_bytes(graph, dtype: str = "fp32", stem: str = "model", heads: bool = False) -> int:
     """The size of the file ``torch.save(model.state_dict(), "STEM.pt")`` writes for the
-    built model at ``dtype`` (``model.to(dtype)``: float tensors at the dtype, BatchNorm's
-    int64 counter as it is)."""
+    built model (with its heads, if ``heads``) at ``dtype`` (``model.to(dtype)``: float
+    tensors at the dtype, BatchNorm's int64 counter as it is)."""
     size = dtype_bytes(dtype)
     tensors = []        # (state_dict key, bytes)
     names = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-    for layer in graph.layers(False):
+    heads = heads and graph.with_heads
+    for layer in graph.layers(heads):
         for i, nbytes in enumerate(state_tensors(layer, size)):
             tensors.append((f"{layer.name}.{names[i] if i < len(names) else i}", nbytes))
-    return archive_bytes(tensors, _module_names(graph), stem)
+    return archive_bytes(tensors, _module_names(graph, heads), stem)
 
 
-def _module_names(graph) -> List[str]:
+def _module_names(graph, heads: bool = False) -> List[str]:
     """The built model's module names (build.py): the root, every row and container, and
     every layer but a join (whose module is held by its container, named as it)."""
     names = {""}
@@ -480,7 +504,7 @@ def _module_names(graph) -> List[str]:
                 names.add(child.name)
             elif isinstance(child, Group):
                 walk(child)
-    for row in graph.rows:
+    for row in graph.rows + (graph.heads if heads else []):
         names.add(row.name)
         walk(row.group)
     return sorted(names)
@@ -489,9 +513,7 @@ def _module_names(graph) -> List[str]:
 def archive_bytes(tensors, modules, stem: str) -> int:
     """The size of torch.save's zip archive of ``tensors`` ((key, bytes), one storage each)
     from a model whose modules are named ``modules``."""
-    pickle = _PICKLE_EMPTY + (_PICKLE_FIRST if tensors else 0) + sum(
-        _PICKLE_PER_TENSOR + len(key) for key, _ in tensors) + sum(
-        _PICKLE_PER_MODULE + len(name) for name in modules)
+    pickle = _pickle_bytes(tensors, modules)
     records = ([("data.pkl", pickle)] + list(_RECORDS_BEFORE) +
                [(f"data/{i}", nbytes) for i, (_, nbytes) in enumerate(tensors)] +
                list(_RECORDS_AFTER))
@@ -523,4 +545,4 @@ def network_memory(graph, batch: int = 1, dtype: str = "fp32", heads: bool = Fal
                for row in rows]
     return NetworkMemory(batch, dtype, per_layer, prod(graph.input_shape) * batch * size,
                          param_bytes, trainable, inference_peak(graph, batch, dtype), training,
-                         disk_bytes(graph, dtype), per_row)
+                         disk_bytes(graph, dtype, heads=heads), per_row)

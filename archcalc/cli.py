@@ -283,7 +283,8 @@ def table(
     from archcalc.views import report as view
     from archcalc.views.table import to_json
     with user_errors(), gc_paused():
-        memory_of = table_memory(batch_size, dtype) if memory else None
+        memory_of = table_memory(batch_size, dtype)     # checked with or without --memory
+        memory_of = memory_of if memory else None
         check_output(output, force, [spec], plot)
         format, output, plot = figure_output(format, output, plot)
         if plot is not None:

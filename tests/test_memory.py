@@ -206,3 +206,13 @@ def test_bad_memory_options_are_one_line_and_exit_2(args, message):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [out.stderr.strip()]
     assert out.stderr.startswith(message)
+
+
+@pytest.mark.parametrize("args", [["cifar-cnn", "--memory", "--batch-size", "256"],
+                                  ["resnet18-cifar", "--memory", "--style", "keras"]])
+def test_table_memory_fits_an_80_column_terminal(args):
+    from test_width import in_terminal     # tests/ is on the path (pytest's rootdir import)
+    text, code = in_terminal(["table", *args], 80)
+    assert code == 0
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "training step peak" in text.replace("\n", " ")

@@ -28,9 +28,13 @@ Two estimates live here.
          ├─ training: what autograd saves, from each op's ``saved`` (core/ops: derivatives.yaml
          │   knowledge, one op in one place): the tensors it names (a layer's inputs or its
          │   output, through views to the storage, each counted once) and its extras (max
-         │   pool's int64 indices, dropout's noise, BatchNorm's float32 statistics); plus the
-         │   weights, a gradient per parameter, the optimizer's state (SGD with momentum: one
-         │   buffer per parameter; Adam: two) and the backward's transient gradients.
+         │   pool's int64 indices, dropout's noise, BatchNorm's float32 statistics). A step is
+         │   walked layer by layer (_training_step): the forward keeps what is saved and what
+         │   the Tape holds; the backward, last layer first, frees a node's saved tensors once
+         │   it has run, holds each activation gradient from its last consumer's backward to
+         │   its producer's, and accumulates the parameters' gradients. Its peak, plus the
+         │   weights and the optimizer's state (SGD with momentum: one buffer per parameter;
+         │   Adam: two), is the training figure.
          │
          └─ disk: the state_dict that torch.save writes: each tensor's bytes in a zip entry
              aligned to 64 bytes, its pickled key, the archive's fixed records.

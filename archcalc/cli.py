@@ -121,8 +121,8 @@ RooflineOpt = Annotated[Optional[str], typer.Option(
 DevicesOpt = Annotated[Optional[Path], typer.Option(
     "--devices", metavar="FILE",
     help="Device profiles from this YAML file instead of the bundled ones.")]
-RoofBatchOpt = Annotated[int, typer.Option(
-    "--batch-size", "--batch", min=1, help="Images per batch for the roofline.")]
+BatchSizeOpt = Annotated[int, typer.Option(
+    "--batch-size", "--batch", help="Images per batch (--memory, --roofline).")]
 DtypeOpt = Annotated[str, typer.Option(
     "--dtype", help="Data type of weights and activations: fp32, bf16 or fp16.")]
 
@@ -296,7 +296,7 @@ def table(
         "--plot", help="Also draw params and MACs per row: FILE.png or FILE.svg.")] = None,
     roofline: RooflineOpt = None,
     devices: DevicesOpt = None,
-    batch_size: RoofBatchOpt = 1,
+    batch_size: BatchSizeOpt = 1,
     dtype: DtypeOpt = "fp32",
     wide: WideOpt = False,
     force: ForceOpt = False,
@@ -304,6 +304,9 @@ def table(
     rf: Annotated[bool, typer.Option(
         "--rf", help="Also each row's (with --detail each layer's) receptive field: RF, jump "
         "and start, in input pixels.")] = False,
+    memory: Annotated[bool, typer.Option(
+        "--memory", help="Add each row's output and parameter bytes, and the inference peak, "
+        "a training step's (SGD with momentum, Adam) and the model file's size.")] = False,
 ) -> None:
     """Per-layer output shapes, parameters and multiply-adds; the paper's figures audited.
 
@@ -314,10 +317,12 @@ def table(
       archcalc table specs/googlenet.yaml --format markdown -o table1.md
       archcalc table googlenet --roofline h100-sxm --batch-size 64 --dtype bf16
     """
-    from archcalc.core import analysis
+    from archcalc.core import memory as memories
     from archcalc.views import report as view
     from archcalc.views.table import to_json
     with user_errors(), gc_paused():
+        memories.check_batch(batch_size)        # checked with or without --memory
+        memories.dtype_bytes(dtype)
         check_output(output, force, [spec], plot)
         if rf and style is Style.keras:
             raise ArchcalcError("--rf shows in the paper and --detail tables, not in --style "
@@ -335,10 +340,11 @@ def table(
                                heads)
         if plot is not None:
             write_plot(plotting.report_figure(result), plot, force)
+        mem = memories.network_memory(built, batch_size, dtype, heads) if memory else None
         if format is Format.json:
-            emit(to_json(view.to_dict(result, roof)), output, force)
+            emit(to_json(view.to_dict(result, roof, mem)), output, force)
         elif format is not None:
-            emit_table(view.make_table(result, style.value, detail, roof), format, output,
+            emit_table(view.make_table(result, style.value, detail, roof, mem), format, output,
                        wide, force)
 
 
@@ -778,8 +784,7 @@ def profile(
     input: InputOpt = None,
     device: Annotated[str, typer.Option(
         "--device", help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", "--batch", min=1, help="Images in each pass.")] = 1,
+    batch_size: BatchSizeOpt = 1,
     backward: Annotated[bool, typer.Option(
         "--backward", help="Also time each layer's backward pass (the model in training "
         "mode).")] = False,
@@ -812,7 +817,8 @@ def profile(
             from archcalc.views import plot as plotting
             plotting.check_path(plot, force)
         from archcalc.core import roofline as rl
-        from archcalc.core.memory import dtype_bytes
+        from archcalc.core.memory import check_batch, dtype_bytes
+        check_batch(batch_size)
         dtype_bytes(dtype)
         entries = rl.load_devices(devices)
         from archcalc.pytorch import profile as profiling     # imports torch

@@ -249,24 +249,77 @@ def keras_table(report: Report) -> Table:
 
 
 def make_table(report: Report, style: str = "paper", detail: bool = False,
-               roofline: Optional["Roofline"] = None) -> Table:
-    """The table of ``style``; with ``roofline``, its columns (intensity, time, bound) after
-    the main ones, per spec row in the paper's layout, per layer otherwise."""
+               roofline: Optional["Roofline"] = None, memory=None) -> Table:
+    """The table of ``style``; with ``memory`` (core.memory's NetworkMemory) and ``roofline``,
+    their columns after the main ones (bytes; intensity, time, bound), per spec row in the
+    paper's layout, per layer otherwise."""
     if style == "keras":
         table = keras_table(report)
     else:
         table = detail_table(report) if detail else paper_table(report)
+    by_row = style != "keras" and not detail
+    if memory is not None:
+        table = add_memory(table, report, memory, not by_row)
     if roofline is None:
         return table
     from archcalc.views.roofline import with_columns
-    by_row = style != "keras" and not detail
     names = [r.name for r in report.rows] if by_row else [l.name for l in report.layers]
     return with_columns(table, roofline, names.__getitem__, by_row)
 
 
-def to_dict(report: Report, roofline: Optional["Roofline"] = None) -> dict:
-    """The JSON contract of `table`; with ``roofline``, its ``roofline`` section."""
+def to_dict(report: Report, roofline: Optional["Roofline"] = None, memory=None) -> dict:
+    """The JSON contract of `table`; with ``roofline`` and ``memory`` (core.memory's
+    NetworkMemory), their sections."""
     data = report.to_dict()
+    if memory is not None:
+        data["memory"] = memory.to_dict()
     if roofline is not None:
         data["roofline"] = roofline.to_dict()
     return data
+
+
+# --- memory (table --memory) -----------------------------------------------------------------
+
+def byte_size(count: int) -> str:
+    """Bytes as a person reads them: 5.03 MB, 247 MB, 10.8 GB (10^3 steps, as disks count)."""
+    for power, unit in ((9, "GB"), (6, "MB"), (3, "KB")):
+        if count >= 0.9995 * 10 ** power:
+            return f"{count / 10 ** power:#.3g}".rstrip(".") + f" {unit}"
+    return f"{count:,} B"
+
+
+def memory_lines(mem) -> List[str]:
+    """The summary lines of ``table --memory`` (core.memory.NetworkMemory)."""
+    adam, sgd = mem.training.get("adam"), mem.training.get("sgd")
+    lines = [f"memory at batch {mem.batch:,}, {mem.dtype} ({mem.bytes_per_number} bytes a "
+             f"number): input {byte_size(mem.input_bytes)} · "
+             f"parameters and buffers {byte_size(mem.param_bytes)}",
+             f"inference peak (no grad): activations {byte_size(mem.inference_peak)}, "
+             f"{byte_size(mem.inference_total)} with the model"]
+    steps = [f"{name} {byte_size(t.total)}" for name, t in
+             (("SGD with momentum", sgd), ("Adam", adam)) if t is not None]
+    if steps:
+        saved = (sgd or adam).saved
+        lines.append(f"training step peak: {' · '.join(steps)} (weights, optimizer state, "
+                     f"saved activations {byte_size(saved)} and gradients)")
+    lines.append(f"model file (torch.save of the state_dict): {byte_size(mem.disk_bytes)}")
+    return lines
+
+
+def add_memory(table: Table, report: Report, mem, detail: bool) -> Table:
+    """``table`` with two columns per row or layer, its output's bytes at the batch and data
+    type and its parameters' and buffers' bytes, and the memory summary lines."""
+    per = {m.name: m for m in (mem.layers if detail else mem.rows)}
+    names = [l.name for l in report.layers] if detail else [r.name for r in report.rows]
+    # left out last on a narrow terminal, after every other optional column (the summary
+    # lines stay): a layer's long dotted name may leave no room for them
+    columns = table.columns + [Column("out bytes", "int", optional=7),
+                               Column("param bytes", "int", optional=6)]
+    rows = [cells + ([per[n].activation_bytes, per[n].param_bytes] if n in per else
+                     [None, None]) for cells, n in zip(table.rows, names)]
+    footer = table.footer + [None, mem.param_bytes] if table.footer else []
+    flags = [f + [False, False] for f in table.flags] if table.flags else []
+    notes = table.notes + [f"out bytes: a row's output at batch {mem.batch:,} in {mem.dtype}; "
+                           "param bytes: its parameters and buffers in " + mem.dtype]
+    return Table(table.title, notes, columns, rows, footer, table.summary + memory_lines(mem),
+                 flags, table.short)

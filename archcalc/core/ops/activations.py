@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import aten_arg, Arg, Counts, Op, choice, number, numel, register
+from archcalc.core.ops.base import aten_arg, Arg, Saved, Counts, Op, choice, number, numel, register
 
 
 class _Activation(Op):
@@ -34,6 +34,11 @@ class _Activation(Op):
         # of its module hook and its functional patch that the module's forward meets
         return dict(super().conventions(in_shape, out_shape),
                     ptflops=self.ptflops_calls * numel(out_shape))
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """Most activations' backward takes ``self`` (derivatives.yaml: gelu, silu, hardswish,
+        hardsigmoid, leaky_relu, hardtanh for ReLU6); sigmoid and tanh override: ``result``."""
+        return Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -164,6 +169,10 @@ class Sigmoid(_Activation):
     summary = "1 / (1 + exp(-x))"
     module = "Sigmoid"
 
+    def saved(self, in_shape, out_shape) -> Saved:
+        """derivatives.yaml: ``sigmoid_backward(grad, result)``: the output."""
+        return Saved(output=True)
+
     # --- what the importers ask (archcalc import, verify --against) ---------------
     torch_functions = ('torch.sigmoid', 'torch.nn.functional.sigmoid', 'method:sigmoid')
     aten_ops = ('aten.sigmoid.default', 'aten.sigmoid_.default')
@@ -176,6 +185,10 @@ class Tanh(_Activation):
     title = "tanh"
     summary = "hyperbolic tangent"
     module = "Tanh"
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """derivatives.yaml: ``tanh_backward(grad, result)``: the output."""
+        return Saved(output=True)
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
     torch_functions = ('torch.tanh', 'torch.nn.functional.tanh', 'method:tanh')

@@ -70,6 +70,25 @@ class Counts:
         )
 
 
+@dataclass(frozen=True)
+class Saved:
+    """What autograd keeps of one layer from the forward pass for the backward pass (what
+    PyTorch's tools/autograd/derivatives.yaml has the op's backward formula read), per image.
+
+    ``inputs`` (indices into the layer's inputs) and ``output`` name tensors the network
+    already holds: memory counts each such tensor once however many layers save it (a conv
+    and the ReLU before it keep the same map). ``extra`` are numbers of the network's data type
+    that only the backward needs (dropout's noise); ``extra_bytes`` per image and
+    ``batch_bytes`` per batch are of a fixed type (int64 indices, float32 statistics).
+    Parameters are not counted here: they are alive anyway."""
+
+    inputs: Tuple[int, ...] = ()
+    output: bool = False
+    extra: int = 0
+    extra_bytes: int = 0
+    batch_bytes: int = 0
+
+
 def numel(shape: Shape) -> int:
     return math.prod(shape)
 
@@ -99,6 +118,10 @@ class Op:
     # shape and parameters are recorded, its work is not counted, and it cannot be built, so
     # build_model, verify and train refuse it and `table` lists it.
     opaque: ClassVar[bool] = False
+    # Whether the module's output is its (first) input's storage, a view or the input itself,
+    # so that memory allocates nothing for it: "always" (flatten, identity, a crop),
+    # "inference" (eval-mode dropout and stochastic depth), or None (a new tensor).
+    view: ClassVar[Optional[str]] = None
     # What `archcalc import` maps to this op (archcalc/bridge/from_torch.py builds its registry
     # from these; nothing else names torch types): PyTorch module classes by dotted path
     # ("torch.nn.Conv2d"; subclasses too), and functions or tensor methods a traced graph calls
@@ -162,6 +185,20 @@ class Op:
         """The same for a call of one of ``torch_functions``: its non-tensor arguments (a
         tensor argument is None here), positional and by keyword."""
         return {}
+
+    # --- what the memory model asks (core/memory.py) ----------------------------------------
+    def saved(self, in_shape: Shape, out_shape: Shape) -> Saved:
+        """What autograd keeps of this layer for the backward pass: nothing by default (a
+        reshape, an upsampling, whose backward needs only sizes)."""
+        return Saved()
+
+    def state_tensors(self, in_shape: Shape,
+                      out_shape: Shape) -> Tuple[Tuple[int, Optional[int]], ...]:
+        """The tensors of this layer's ``state_dict``, as (numbers, bytes of one number, or
+        None for the network's data type): by default a weight and a bias as ``counts`` has
+        them (a layer without either has none)."""
+        c = self.counts(in_shape, out_shape)
+        return tuple((n, None) for n in (c.weights, c.params - c.weights) if n)
 
     # --- what the torch builder asks (imports torch lazily) ---------------------------------
     def to_torch(self, in_shape: Shape):
@@ -243,6 +280,13 @@ class Join(Op):
     def counts(self, in_shapes: Tuple[Shape, ...],  # type: ignore[override]
                out_shape: Shape) -> Counts:
         return Counts()
+
+    def saved(self, in_shapes: Tuple[Shape, ...],  # type: ignore[override]
+              out_shape: Shape) -> Saved:
+        return Saved()     # concat and add need only sizes for their backward
+
+    def state_tensors(self, in_shapes, out_shape):  # type: ignore[override]
+        return ()          # a join's module is stateless (build.py checks it)
 
     def to_torch(self, in_shapes: Tuple[Shape, ...]):  # type: ignore[override]
         raise NotImplementedError(f"op '{self.name}' has no PyTorch builder")

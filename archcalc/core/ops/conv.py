@@ -8,8 +8,8 @@ from fractions import Fraction
 from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (act_arg, amount, Arg, ArgError, aten_arg, aten_tensor, boolean,
                                     Counts, feature_map, fits, numel, Op, padding, pair, patch_text,
-                                    positive_int, Reach, register, ShapeError, torch_padding,
-                                    torch_pair, window, window_reach)
+                                    positive_int, Reach, register, Saved, ShapeError,
+                                    torch_padding, torch_pair, window, window_reach)
 
 
 @register
@@ -73,6 +73,11 @@ class Conv(Op):
 
     def patch(self):
         return patch_text(self.a["kernel"], self.a["stride"])
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """convolution_backward needs the input (for the weight's gradient) and the weight
+        (a parameter): derivatives.yaml's ``convolution`` saves ``input`` and ``weight``."""
+        return Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -215,6 +220,10 @@ class ConvTranspose(Op):
 
     def patch(self):
         return patch_text(self.a["kernel"], self.a["stride"])
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """The same ``convolution`` (transposed=True) entry: ``input`` and ``weight``."""
+        return Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         from torch import nn

@@ -8,8 +8,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (aten_arg, Counts, Join, Reach, ShapeError, fmt_shape, numel,
-                                    register)
+from archcalc.core.ops.base import (aten_arg, Counts, Join, Reach, Saved, ShapeError, fmt_shape,
+                                    numel, register)
 
 
 def _joins_data(node, initializers) -> bool:
@@ -119,6 +119,11 @@ class Mul(Join):
     def counts(self, in_shapes, out_shape):
         return Counts(other_ops=(len(in_shapes) - 1) * numel(out_shape))
 
+    def saved(self, in_shapes, out_shape) -> Saved:
+        """``mul`` saves both operands when both need a gradient (derivatives.yaml: ``self``
+        for other's gradient, ``other`` for self's)."""
+        return Saved(inputs=tuple(range(len(in_shapes))))
+
     def to_torch(self, in_shapes):
         from archcalc.pytorch.modules import Mul as MulModule
         return MulModule()
@@ -162,6 +167,8 @@ class Crop(Join):
 
     def counts(self, in_shapes, out_shape):
         return Counts()     # a copy, no arithmetic
+
+    view = "always"     # a slice of the first input: a view, no new storage
 
     def to_torch(self, in_shapes):
         from archcalc.pytorch.modules import Crop as CropModule

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (act_arg, Arg, aten_tensor, boolean, Counts, numel, Op,
+from archcalc.core.ops.base import (act_arg, Arg, Saved, aten_tensor, boolean, Counts, numel, Op,
                                     positive_int, register)
 
 
@@ -42,6 +42,11 @@ class Linear(Op):
                     # linear_flops_counter_hook: in × out, and one add per output for the bias
                     ptflops=counts.params if plain else 0,
                     torchinfo=counts.params)                    # every weight and bias, once
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``addmm`` (``linear``) saves ``mat1``, the flattened input (a view of the input's
+        storage), and ``mat2``, the weight (a parameter)."""
+        return Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         if len(in_shape) == 1:      # a plain nn.Linear where nothing needs flattening

@@ -3,7 +3,7 @@ scale, a learned per-channel factor that, like a normalization's γ, rescales ea
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (act_arg, Arg, aten_arg, aten_tensor, boolean, Counts,
+from archcalc.core.ops.base import (act_arg, Arg, Saved, aten_arg, aten_tensor, boolean, Counts,
                                     feature_map, fmt_shape, number, numel, Op, positive_int,
                                     positive_number, probability, register, ShapeError)
 
@@ -44,6 +44,18 @@ class BatchNorm(Op):
                     thop=(4 if affine else 2) * n,      # count_normalization: 2, doubled by γ, β
                     ptflops=(2 if affine else 1) * n,   # bn_flops_counter_hook
                     torchinfo=self.counts(in_shape, out_shape).params)  # γ and β, once
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``native_batch_norm`` in training saves ``input``, the weight and running stats
+        (parameters and buffers) and its outputs ``save_mean`` and ``save_invstd``: C float32
+        numbers each for the whole batch (they are kept in the accumulate type)."""
+        return Saved(inputs=(0,), batch_bytes=2 * in_shape[0] * 4)
+
+    def state_tensors(self, in_shape, out_shape):
+        """weight and bias (with ``affine``), running_mean and running_var, and
+        num_batches_tracked: one int64 whatever the data type."""
+        c = in_shape[0]
+        return ((c, None),) * (2 if self.a["affine"] else 0) + ((c, None), (c, None), (1, 8))
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -124,6 +136,12 @@ class LayerNorm(Op):
                     ptflops=n if plain else 0,
                     torchinfo=self.counts(in_shape, out_shape).params)  # γ and β, once
 
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``native_layer_norm`` saves ``input`` and its outputs ``mean`` and ``rstd``: one
+        float32 each per normalized group (per position of a map, once for a vector)."""
+        groups = numel(in_shape) // in_shape[0]
+        return Saved(inputs=(0,), extra_bytes=2 * groups * 4)
+
     def to_torch(self, in_shape):
         from torch import nn
         if len(in_shape) == 1:
@@ -191,6 +209,11 @@ class GroupNorm(Op):
                     ptflops=(2 if self.a["affine"] else 1) * numel(out_shape),  # bn hook
                     torchinfo=self.counts(in_shape, out_shape).params)  # γ and β, once
 
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``native_group_norm`` saves ``input`` and ``mean`` and ``rstd``: one float32 each
+        per group of each image."""
+        return Saved(inputs=(0,), extra_bytes=2 * self.a["groups"] * 4)
+
     def to_torch(self, in_shape):
         from torch import nn
         return nn.GroupNorm(self.a["groups"], in_shape[0], eps=self.a["eps"],
@@ -235,6 +258,11 @@ class LayerScale(Op):
         # count (an elementwise mul)
         return Counts(params=c, weights=c, other_ops=numel(out_shape))
 
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``x * scale``: ``mul`` saves ``other`` (the scale, a parameter) for x's gradient
+        and ``self`` (the input) for the scale's."""
+        return Saved(inputs=(0,))
+
     def to_torch(self, in_shape):
         from archcalc.pytorch.modules import LayerScale as LayerScaleModule
         return LayerScaleModule(in_shape, self.a["init"])
@@ -276,6 +304,13 @@ class LRN(Op):
         c, h, w = in_shape
         return dict(super().conventions(in_shape, out_shape),
                     ptflops=3 * numel(in_shape) + (c + self.a["size"] - 1) * h * w)
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """nn.LocalResponseNorm is composed of differentiable ops: ``x * x`` (saves x), an
+        average pool over the padded squares (saves them: one map), ``mul``/``add``/``pow``
+        (saves the pooled map and the power: two maps) and ``x / div`` (saves x and div):
+        the input and about three more maps of its size. An approximation from those ops."""
+        return Saved(inputs=(0,), extra=3 * numel(in_shape))
 
     def to_torch(self, in_shape):
         from torch import nn

@@ -13,7 +13,7 @@ from typing import ClassVar
 from archcalc.core.ops import onnx_args
 from archcalc.core.ops.base import (aten_arg, Arg, ArgError, Counts, Op, boolean, feature_map,
                                     fits, numel, pair, padding, patch_text, Reach, register,
-                                    torch_pair, window, window_reach)
+                                    Saved, torch_pair, window, window_reach)
 
 
 class _Window(Op):
@@ -108,6 +108,11 @@ class MaxPool(_Window):
     title = "max pool"
     summary = "maximum over each window"
 
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``max_pool2d_with_indices`` saves ``self`` and ``result1``, the int64 argmax of
+        each output element (8 bytes each whatever the data type)."""
+        return Saved(inputs=(0,), extra_bytes=8 * numel(out_shape))
+
     def to_torch(self, in_shape):
         from torch import nn
         _, pads = self._window(in_shape)
@@ -138,6 +143,10 @@ class AvgPool(_Window):
     title = "avg pool"
     summary = "mean over each window (padding counts as zeros)"
     thop_per_output = 1
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``avg_pool2d``'s backward takes ``self`` (derivatives.yaml), so autograd keeps it."""
+        return Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -196,6 +205,10 @@ class GlobalAvgPool(Op):
     def conventions(self, in_shape, out_shape):
         return adaptive_avg_conventions(super().conventions(in_shape, out_shape), in_shape,
                                         out_shape)
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``_adaptive_avg_pool2d`` saves ``self`` for its backward."""
+        return Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -278,6 +291,10 @@ class AdaptiveAvgPool(_Adaptive):
         return adaptive_avg_conventions(super().conventions(in_shape, out_shape), in_shape,
                                         out_shape)
 
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``_adaptive_avg_pool2d`` saves ``self`` for its backward."""
+        return Saved(inputs=(0,))
+
     def to_torch(self, in_shape):
         from torch import nn
         return nn.AdaptiveAvgPool2d(self.a["size"])
@@ -310,6 +327,10 @@ class AdaptiveMaxPool(_Adaptive):
     def conventions(self, in_shape, out_shape):
         # thop: zero_ops; ptflops: the input twice (module hook, patched F.adaptive_max_pool2d)
         return dict(super().conventions(in_shape, out_shape), ptflops=2 * numel(in_shape))
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``adaptive_max_pool2d`` saves ``self`` and ``result1``, int64 indices."""
+        return Saved(inputs=(0,), extra_bytes=8 * numel(out_shape))
 
     def to_torch(self, in_shape):
         from torch import nn

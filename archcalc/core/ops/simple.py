@@ -3,7 +3,7 @@ activations are in activations.py), dropout and stochastic depth, flatten, chann
 from __future__ import annotations
 
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (aten_arg, Arg, Counts, Op, ShapeError, choice, feature_map,
+from archcalc.core.ops.base import (aten_arg, Arg, Saved, Counts, Op, ShapeError, choice, feature_map,
                                     numel, positive_int, probability, register)
 
 
@@ -21,6 +21,10 @@ class ReLU(Op):
         # thop: zero_ops; ptflops twice: its module hook and its patch of F.relu, which
         # nn.ReLU's forward calls
         return dict(super().conventions(in_shape, out_shape), ptflops=2 * numel(out_shape))
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``relu``'s backward is ``threshold_backward(grad, result, 0)``: the output."""
+        return Saved(output=True)
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -51,6 +55,10 @@ class Softmax(Op):
                     # count_softmax: exp, add and divide, 3C - 1 per softmax of C
                     thop=n // c * (3 * c - 1),
                     ptflops=n)      # no module hook; the patched F.softmax, once
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """``_softmax`` saves ``result`` (``_softmax_backward_data(grad, result, ...)``)."""
+        return Saved(output=True)
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -85,6 +93,16 @@ class Dropout(Op):
     title = "dropout"
     summary = "zeroes a random fraction p of activations in training; identity at inference"
     args = {"p": Arg(probability, 0.5, doc="fraction dropped", examples=(0.0, 0.5))}
+
+    # at inference nn.Dropout returns its input itself (aten's dropout with train=False)
+    view = "inference"
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """On CPU, aten's ``dropout`` in training is ``input * noise`` with ``noise`` a tensor
+        of the input's size and dtype (bernoulli, scaled by 1/(1-p)); ``mul`` saves ``noise``
+        (``other``) for the input's gradient. (CUDA's fused ``native_dropout`` keeps a bool mask
+        instead.) Nothing at p = 0, where the input is returned itself."""
+        return Saved(extra=numel(in_shape) if self.a["p"] > 0 else 0)
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -126,6 +144,9 @@ class Flatten(Op):
 
     def reach(self, in_shape, out_shape):
         return None     # the vector holds every position of the map
+
+    # nn.Flatten is a view of its input: no new storage, nothing saved
+    view = "always"
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -171,6 +192,8 @@ class Identity(Op):
     title = "identity"
     summary = "passes its input on; the shortcut branch of a residual add"
 
+    view = "always"     # nn.Identity returns its input itself
+
     def to_torch(self, in_shape):
         from torch import nn
         return nn.Identity()
@@ -194,6 +217,13 @@ class StochasticDepth(Op):
                                                        "whole batch at once",
                     examples=("row", "batch")),
     }
+
+    view = "inference"      # identity in eval mode (archcalc's module returns its input)
+
+    def saved(self, in_shape, out_shape) -> Saved:
+        """In training ``x * noise``: ``mul`` saves the noise, one number per image (row
+        mode) or per batch; at most one per image is counted."""
+        return Saved(extra=1)
 
     def to_torch(self, in_shape):
         from archcalc.pytorch.modules import StochasticDepth as StochasticDepthModule

@@ -111,6 +111,19 @@ def test_profile_backward_times_each_layer_with_weights(quick_measure):
     assert data["totals"]["backward"]["measured_seconds"] > 0
 
 
+@pytest.mark.parametrize("args, what", [((), "forward (no grad)"),
+                                        (("--backward",), "training step (SGD with momentum)")])
+def test_profile_sets_the_measured_peak_memory_beside_the_estimate(quick_measure, args, what):
+    """The measurement is torch.profiler's allocation record (tests/test_memory.py holds the
+    estimate to it exactly for a forward, within 10% for a step); here: the two are the same
+    pass, and a batch large enough that activations dominate the model."""
+    data = profile_json(*args, "--batch-size", "32", "--repeat", "1")
+    memory = data["memory"]
+    assert memory["pass"] == what
+    assert memory["measured_bytes"] >= memory["measured_tensor_bytes"] > 0
+    assert memory["estimated_bytes"] == pytest.approx(memory["measured_tensor_bytes"], rel=0.1)
+
+
 def test_profile_on_screen_and_its_plot(quick_measure, tmp_path):
     figure = tmp_path / "p.png"
     result = runner.invoke(app, ["profile", "cifar-cnn", "--device", "cpu", "--repeat", "1",

@@ -22,7 +22,12 @@ then the backward (``torch.autograd.grad`` of the layer's output, given a random
 with respect to its inputs and parameters; the graph kept, so each repeat times only the
 backward).
 
-Nothing here prints; ``views/profile.py`` renders a :class:`Profile`.
+Memory: after the timings, one more pass (a no-grad forward; with ``backward``, a training
+step with SGD and momentum) is measured by ``pytorch/memory.py`` (the CUDA allocator's peak, or
+torch.profiler's allocation record on the CPU) and set beside core/memory.py's estimate of the
+same pass, model and input included.
+
+Nothing here prints; ``views/roofline.py`` renders a :class:`Profile`.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ import torch
 from torch import nn
 
 from archcalc.core import roofline as rl
-from archcalc.core.memory import dtype_bytes
+from archcalc.core.memory import dtype_bytes, network_memory
 from archcalc.errors import ArchcalcError, Position
 from archcalc.pytorch.build import Branches, SpecLike, build_module, layer_modules, load_graph
 from archcalc.pytorch.cpu_profile import TORCH_DTYPES
@@ -72,6 +77,21 @@ def _pass(roof: rl.LayerRoof, seconds: Optional[float]) -> dict:
 
 
 @dataclass
+class MemoryCheck:
+    """One pass's peak memory, estimated from the spec and measured (bytes; the model's
+    parameters and buffers, the input, and for a training step the optimizer's state too)."""
+
+    what: str                   # "forward (no grad)", "training step (SGD with momentum)"
+    estimated: int              # core/memory.py
+    measured: int               # everything the pass allocated (kernel workspace included)
+    measured_tensors: int       # without workspace freed inside an op (CPU; = measured on CUDA)
+
+    def to_dict(self) -> dict:
+        return {"pass": self.what, "estimated_bytes": self.estimated,
+                "measured_bytes": self.measured, "measured_tensor_bytes": self.measured_tensors}
+
+
+@dataclass
 class Profile:
     """A profile run: per layer, predicted and measured times; the whole network's pass."""
 
@@ -90,6 +110,7 @@ class Profile:
     network_forward: Optional[float] = None     # one whole forward pass, measured
     network_backward: Optional[float] = None    # one whole backward pass, measured
     seconds: Dict[str, float] = field(default_factory=dict)     # wall time of each phase
+    memory: Optional[MemoryCheck] = None
 
     def measured(self, backward: bool = False) -> float:
         """The layers' measured times, summed."""
@@ -112,6 +133,8 @@ class Profile:
         if self.backward is not None:
             out["totals"]["backward"] = self._totals(True)
         out["convention"] = {k: rl.CONVENTION[k] for k in out["totals"]}
+        if self.memory is not None:
+            out["memory"] = self.memory.to_dict()
         return out
 
     def _totals(self, backward: bool) -> dict:
@@ -171,9 +194,25 @@ def profile(spec: SpecLike, device_name: str = "auto", batch: int = 1, dtype: st
         start = time.perf_counter()
         net_fwd, net_bwd = _time_network(model, x, backward, repeat, clock)
         seconds["network"] = time.perf_counter() - start
+        start = time.perf_counter()
+        memory = _memory_check(graph, model, x, batch, dtype, backward)
+        seconds["memory"] = time.perf_counter() - start
     return Profile(graph.spec.name, graph.spec.path, graph.variant, str(where), roof_device,
                    dtype, batch, used if where.type == "cpu" else 0, repeat, timings, forward,
-                   back, net_fwd, net_bwd, seconds)
+                   back, net_fwd, net_bwd, seconds, memory)
+
+
+def _memory_check(graph, model: nn.Module, x: torch.Tensor, batch: int, dtype: str,
+                  training: bool) -> MemoryCheck:
+    """The peak of one more pass, measured, beside core/memory.py's estimate of it."""
+    from archcalc.pytorch.memory import measure_record
+    estimate = network_memory(graph, batch, dtype, optimizers=("sgd",))
+    if training:
+        what, estimated = "training step (SGD with momentum)", estimate.training["sgd"].total
+    else:
+        what, estimated = "forward (no grad)", estimate.inference_total
+    measured = measure_record(model, x, training, "sgd" if training else None)
+    return MemoryCheck(what, estimated, measured.peak, measured.tensors)
 
 
 def device_profile(devices: Dict[str, rl.Entry], where: torch.device,

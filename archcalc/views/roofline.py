@@ -137,4 +137,16 @@ def profile_summary(p) -> List[str]:
         lines.append(f"{name}: predicted {seconds(roof.seconds)}, measured "
                      f"{seconds(measured)} summed over the layers{ratio}{whole}; "
                      f"{p.achieved(backward):.1%} of peak")
+    if p.memory is not None:
+        lines.append(memory_line(p.memory))
     return lines
+
+
+def memory_line(m) -> str:
+    """Peak memory of a pass: the spec's estimate beside the measurement."""
+    from archcalc.views.report import byte_size
+    workspace = "" if m.measured == m.measured_tensors else \
+        f" ({byte_size(m.measured_tensors)} without kernel workspace)"
+    ratio = f", {m.measured_tensors / m.estimated:.3f}× the estimate" if m.estimated else ""
+    return (f"peak memory of a {m.what}, model and input included: estimated "
+            f"{byte_size(m.estimated)}, measured {byte_size(m.measured)}{workspace}{ratio}")

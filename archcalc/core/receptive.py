@@ -194,6 +194,8 @@ def _forward(layer: Layer, reach, tracks, shapes, span: Interval, k: int) -> Tra
     unclipped, and within the image for its own positions."""
     inputs = [(tracks[p][k], axes[k], shapes[p][k + 1])
               for p, axes in zip(layer.inputs, reach) if axes is not None]
+    if all(r.identity for _, r, _ in inputs):
+        return _elementwise([track for track, _, _ in inputs], span, layer.out_shape[k + 1])
     first, last = span
     lo: List[Optional[int]] = []
     hi: List[Optional[int]] = []
@@ -204,6 +206,23 @@ def _forward(layer: Layer, reach, tracks, shapes, span: Interval, k: int) -> Tra
     inside = [_through(inputs, i, clip=True) for i in range(layer.out_shape[k + 1])]
     jumps = [track.jump * r.step for track, r, _ in inputs]
     return Track(first, lo, hi, inside, max(jumps) if jumps else Fraction(0))
+
+
+def _elementwise(tracks: List[Track], span: Interval, size: int) -> Track:
+    """Footprints of a layer whose output i reads position i of each input (an activation, a
+    normalization, a residual add, a concat): one input's as they are (its span holds this
+    layer's, which it was asked to work out), or at each position the union of its inputs'."""
+    if len(tracks) == 1:
+        return tracks[0]
+    first, last = span
+    prints = [[t.at(i) for t in tracks] for i in range(first, last + 1)]
+    within = [[t.within(i) for t in tracks] for i in range(size)]
+    lo = [min((p[0] for p in ps if p is not None), default=None) for ps in prints]
+    hi = [max((p[1] for p in ps if p is not None), default=None) for ps in prints]
+    inside = [None if all(p is None for p in ps) else
+              (min(p[0] for p in ps if p is not None), max(p[1] for p in ps if p is not None))
+              for ps in within]
+    return Track(first, lo, hi, inside, max(t.jump for t in tracks))
 
 
 def _through(inputs, i: int, clip: bool) -> Optional[Interval]:

@@ -561,11 +561,14 @@ class Reach:
     step: Fraction
     reads: Callable[[int], Optional[Tuple[int, int]]]
     every: int = 1
+    # output i reads input i and nothing else: core/receptive.py then takes the input's
+    # footprints as they are instead of working them out position by position
+    identity: bool = False
 
 
 def same_reach() -> Tuple[Reach, Reach]:
     """Output (i, j) reads input (i, j): every elementwise op, along both axes."""
-    one = Reach(Fraction(1), lambda i: (i, i))
+    one = Reach(Fraction(1), lambda i: (i, i), identity=True)
     return (one, one)
 
 

@@ -765,7 +765,7 @@ def train(
         "line this many seconds apart, and a line per epoch.")] = 30.0,
     sync_bn: Annotated[Optional[bool], typer.Option(
         "--sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch "
-        "(SyncBatchNorm).")] = None,
+        "(SyncBatchNorm).", show_default=train_default("sync_bn"))] = None,
     dist_timeout: Annotated[float, typer.Option(
         "--dist-timeout", min=1.0, help="Under torchrun: seconds to wait for the other "
         "processes, to form the group and in any one exchange.")] = 600.0,
@@ -777,8 +777,8 @@ def train(
 
     Example: archcalc train --quick cifar10
 
-    Data-parallel: torchrun --nproc_per_node 2 -m archcalc train cifar10 --batch-size 32
-    (--batch-size is per process; the run says the global batch).
+    Data-parallel: torchrun --nproc_per_node 2 -m archcalc train cifar10 (the batch size
+    is then per process; the run says the global batch).
     """
     from archcalc.training import distributed, options
     chosen = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,

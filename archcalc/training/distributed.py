@@ -149,11 +149,13 @@ class Peers:
     def contact(self) -> Iterator[None]:
         """An exchange with the other processes (DDP's gradient sums in a backward pass too):
         one that fails because another process died or stopped answering becomes one line."""
+        import torch.distributed as dist
         try:
             yield
         except RuntimeError as exc:    # gloo: "Connection reset by peer"; NCCL: its watchdog
-            if "CUDA out of memory" in str(exc):
-                raise
+            if not isinstance(exc, dist.DistError) and not any(
+                    word in str(exc) for word in ("gloo", "NCCL", "Connection", "peer", "Timed out")):
+                raise               # a failure of this process's own (autograd, memory)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ArchcalcError(f"rank {self.rank} lost the other processes (one stopped or "
                                 f"died; its own output says why): {first[:300]}") from None

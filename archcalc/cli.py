@@ -928,32 +928,93 @@ def train(
     log_every: Annotated[float, typer.Option(
         "--log-every", min=0.0, help="When the output is not a terminal (a log), a progress "
         "line this many seconds apart, and a line per epoch.")] = 30.0,
+    sync_bn: Annotated[Optional[bool], typer.Option(
+        "--sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch "
+        "(SyncBatchNorm).", show_default=train_default("sync_bn"))] = None,
+    dist_timeout: Annotated[float, typer.Option(
+        "--dist-timeout", min=1.0, help="Under torchrun: seconds to wait for the other "
+        "processes, to form the group and in any one exchange.")] = 600.0,
+    nproc: Annotated[Optional[int], typer.Option(
+        "--nproc", min=1, help="Start this many data-parallel processes on this machine "
+        "(runs torchrun --nproc_per_node N -m archcalc train …).")] = None,
 ) -> None:
     """Train the network of a spec briefly on real data and say whether it learns.
 
     Example: archcalc train --quick cifar10
+
+    Data-parallel: torchrun --nproc_per_node 2 -m archcalc train cifar10 (the batch size
+    is then per process; the run says the global batch).
     """
-    from archcalc.training import options
+    from archcalc.training import distributed, options
     chosen = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
               "nesterov": nesterov, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
-              "augment": augment, "seed": seed,
+              "augment": augment, "seed": seed, "sync_bn": sync_bn,
               "optimizer": optimizer.value if optimizer else None,
               "schedule": schedule.value if schedule else None}
     device = device or options.default("device")
     compile = options.default("compile") if compile is None else compile
-    with user_errors(), _stop_signals_restored():
+    with user_errors():
+        cluster = distributed.from_env()
+        if nproc is not None:
+            raise typer.Exit(_torchrun(nproc, cluster))
+        if cluster and resume is not None:
+            from archcalc.training.runs import check_resume_processes
+            check_resume_processes(resume, cluster.world_size)
+    with user_errors(), _stop_signals_restored(), _process_group(cluster, device, dist_timeout) as peers:
         from archcalc.training import runs
         if resume is not None:
             given = [k for k, v in chosen.items() if v is not None]
             if given or spec or variant or set or quick or out:
                 raise ArchcalcError(f"--resume continues a run with its own settings; drop "
                                     f"{', '.join('--' + k.replace('_', '-') for k in given) or 'the other options'}")
-            job = runs.resume_job(resume, dataset.value, device, compile, data_dir, threads)
+            job = runs.resume_job(resume, dataset.value, device, compile, data_dir, threads, peers)
         else:
             job = runs.new_job(dataset.value, spec, variant, quick, chosen, device, compile,
                                data_dir, download, out, threads, _download_lines(),
-                               settings_given(set))
+                               settings_given(set), peers)
         _train_on_screen(job, log_every)
+
+
+@contextlib.contextmanager
+def _process_group(cluster, device: str, timeout: float):
+    """Under torchrun: this process's Peers, the group formed (and left at the end); else None."""
+    if cluster is None:
+        yield None
+        return
+    from archcalc.pytorch.devices import resolve_device
+    from archcalc.training import distributed
+    where = distributed.join(cluster, resolve_device(device)[0].type, timeout)
+    try:
+        yield distributed.Peers(cluster, where)
+    finally:
+        distributed.leave()
+
+
+def _torchrun(nproc: int, cluster) -> int:
+    """--nproc N: this same command under ``torchrun --nproc_per_node N``; its exit code."""
+    import signal
+    import subprocess
+    if cluster is not None:
+        raise ArchcalcError("--nproc starts torchrun, and this already runs under it; drop --nproc")
+    args = sys.argv[1:]
+    if "train" not in args:
+        raise ArchcalcError("--nproc works from the command line (archcalc train --nproc N …)")
+    rest, skip = [], False
+    for arg in args[args.index("train") + 1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+               "-m", "archcalc", "train", *rest]
+    # Ctrl-C reaches torchrun too (the terminal signals both); it stops the workers
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.run(command).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
@@ -1010,11 +1071,17 @@ def _train_on_screen(job, log_every: float) -> None:
     seconds in a log), a line per epoch and the result at the end."""
     from archcalc.training.engine import TrainingInterrupted
     from archcalc.views import train as view
+    if not job.leader:      # under torchrun rank 0 speaks for the run; the others only fail aloud
+        try:
+            job.run()
+        except TrainingInterrupted as stop:
+            raise typer.Exit(stop.exit_code)
+        raise typer.Exit(0)
     out = console()
     out.print(view.header(job), highlight=False, markup=False)     # a spec's name is text
-    note = view.quick_note(job.plan)
-    if note:
-        out.print(note, style="yellow", highlight=False)
+    for note in [view.quick_note(job.plan), *job.notes]:
+        if note:
+            out.print(note, style="yellow", highlight=False)
     with _progress(out, log_every) as (on_step, say):
         try:
             result = job.run(on_step, lambda record: say(view.epoch_line(record)))

@@ -147,7 +147,8 @@ def test_help_shows_train_configs_defaults():
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     text = " ".join(line.strip("│ ") for line in result.stdout.splitlines())
-    internal = {"max_steps_per_epoch", "max_test_images"}
+    internal = {"max_steps_per_epoch", "max_test_images",
+                "processes"}    # torchrun's WORLD_SIZE (tests/test_ddp.py)
     checked = []
     for field in dataclasses.fields(TrainConfig):
         if field.name in internal:

@@ -8,7 +8,7 @@ nothing trained. :func:`check_state` says what is wrong in one line, or nothing.
 
 Position: after ``epoch`` whole epochs and ``step`` steps of the next one, the scheduler and
 the optimizer have both stepped ``epoch × steps + step`` times; ``running.seen`` counts
-``step × batch_size`` images and ``history`` holds ``epoch`` records. A checkpoint whose figures
+``step × batch_size × processes`` images (all processes') and ``history`` holds ``epoch`` records. A checkpoint whose figures
 disagree was not written by this run at a step boundary.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _check(state: Any, run) -> None:
     _optimizer(state["optimizer"], run.optimizer, done)
     _scheduler(state["scheduler"], run.scheduler, done)
     _order(state["order"], step, len(run.train_y))
-    _running(state["running"], step * config.batch_size)
+    _running(state["running"], step * config.global_batch)
     _rng(state["rng"], run)
     _history(state["history"], epoch)
 

@@ -13,6 +13,14 @@ Every file is written whole (:func:`archcalc.files.write_atomic`), so an interru
 leaves half a file. The engine never prints: the CLI draws progress from
 the ``on_step`` and ``on_epoch`` callbacks.
 
+Under torchrun (``peers``, :mod:`archcalc.training.distributed`) every process runs this loop
+on its own model wrapped in DistributedDataParallel. A step takes ``batch_size × processes``
+images of the epoch's seeded order, the same order on every process, and each process trains
+on its own contiguous share of them, so N processes step as one process would with the global
+batch. Running sums and the evaluation (each process tests a share of the test set) are summed
+over all processes; rank 0 alone writes files. Before each update the processes agree whether
+any received a stop signal or failed, so all stop at the same step with none left waiting.
+
 The model must return **logits**. A spec's final softmax belongs to inference, not to training
 (cross-entropy applies its own log-softmax), so build the model in logits mode; a model whose
 output already looks like probabilities is refused. In training mode a model may return
@@ -45,7 +53,8 @@ from archcalc.files import write_atomic
 from archcalc.pytorch.devices import resolve_device, torch_threads
 from archcalc.training.checkpoints import check_state, equal
 from archcalc.training.datasets import BatchTransform, Dataset, channel_stats
-from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig  # noqa: F401 (re-exported)
+from archcalc.training.distributed import Peers, sync_batchnorm, sync_bn_note
+from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig, default  # noqa: F401 (re-exported)
 
 # Running loss and accuracy reach on_step every this many steps: reading them back from the
 # device (.item()) stalls a CUDA pipeline, and a progress bar needs no more.
@@ -101,6 +110,14 @@ class TrainResult:
     device: str
 
 
+class StepFailed(Exception):
+    """A process failed within a step, and all processes agreed to stop there."""
+
+    def __init__(self, cause: Optional[BaseException], rank: int, where: str):
+        super().__init__(where)
+        self.cause, self.rank, self.where = cause, rank, where
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during training, after the checkpoint was saved. Still a KeyboardInterrupt, so code
     that does not know it stops as before; the CLI catches it to exit 130 with a resume hint."""
@@ -129,25 +146,36 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, out_dir
           head_weights: Optional[dict[str, float]] = None,
           on_step: Optional[Callable[[StepInfo], None]] = None,
           on_epoch: Optional[Callable[[EpochRecord], None]] = None,
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, peers: Optional[Peers] = None) -> TrainResult:
     """Train ``model`` (which must return logits) on ``dataset``; see the module docstring.
 
     With a fixed seed a CPU run repeats exactly, and ``resume=True`` continues from
     ``out_dir/checkpoint.pt`` to the same weights and metrics as an uninterrupted run. Seed the
     global RNG before building the model if its initial weights should repeat too.
     Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`.
+
+    With ``peers`` (under torchrun, the process group formed) the run is one of several
+    data-parallel processes on ``peers.device``; ``config.batch_size`` is this process's share
+    of each step and ``config.processes`` must be the number of processes. Only rank 0 writes;
+    the others may pass ``out_dir=None`` (every process must be able to read ``out_dir`` to
+    resume). A process that fails within a step stops all of them there, after rank 0 saved a
+    checkpoint: it raises its own error, the others an ArchcalcError naming its rank.
     """
+    if peers is not None:
+        out_dir = peers.from_leader(str(out_dir) if peers.rank == 0 else None)
     out_dir = Path(out_dir)
-    device = resolve_device(config.device)[0]
+    device = peers.device if peers is not None else resolve_device(config.device)[0]
     with torch_threads(device, config.threads):
         return _train(model, dataset, config, out_dir, device, head_weights or {}, on_step,
-                      on_epoch, resume)
+                      on_epoch, resume, peers)
 
 
 def _train(model, dataset, config, out_dir: Path, device, head_weights, on_step, on_epoch,
-           resume: bool) -> TrainResult:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(model, dataset, config, device, head_weights)
+           resume: bool, peers: Optional[Peers]) -> TrainResult:
+    leader = peers is None or peers.rank == 0
+    if leader:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(model, dataset, config, device, head_weights, peers)
     if resume:
         path = out_dir / "checkpoint.pt"
         state = _read_checkpoint(path, config)
@@ -155,23 +183,33 @@ def _train(model, dataset, config, out_dir: Path, device, head_weights, on_step,
         if problem:
             raise ArchcalcError(f"{path}: cannot resume from this checkpoint: {problem}")
         run.load_state_dict(state)
-    else:
+    elif leader:
         _write_json(out_dir / "config.json", config.to_dict())
     with _interrupts_between_steps() as stop_requested:
         try:
             while run.epoch < config.epochs:
-                if stop_requested():
-                    raise KeyboardInterrupt
+                run.check_stop(stop_requested)
                 record = run.run_epoch(on_step, stop_requested)
-                _write_torch(out_dir / "checkpoint.pt", run.state_dict())
-                _write_metrics(out_dir, run)
+                state = run.state_dict()
+                if leader:
+                    _write_torch(out_dir / "checkpoint.pt", state)
+                    _write_metrics(out_dir, run)
                 if on_epoch:
                     on_epoch(record)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StepFailed) as stop:
             # Signals stay deferred here (still inside the block): the write finishes whole.
-            _write_torch(out_dir / "checkpoint.pt", run.state_dict())
-            raise TrainingInterrupted(out_dir, stop_requested.signum) from None
-        _write_torch(out_dir / "model.pt", model.state_dict())
+            state = run.state_dict()
+            if leader:
+                _write_torch(out_dir / "checkpoint.pt", state)
+            if isinstance(stop, StepFailed):
+                if stop.cause is not None:
+                    raise stop.cause
+                raise ArchcalcError(f"the process of rank {stop.rank} failed at {stop.where}; all "
+                                    f"stopped there and {out_dir / 'checkpoint.pt'} holds the "
+                                    f"run up to it (rank {stop.rank}'s message says why)") from None
+            raise TrainingInterrupted(out_dir, stop_requested.signum or run.agreed_signal) from None
+        if leader:
+            _write_torch(out_dir / "model.pt", run.model.state_dict())
     last = run.history[-1]
     return TrainResult(out_dir, run.history, last.test_accuracy, last.test_loss, str(run.device))
 
@@ -184,24 +222,47 @@ class _Run:
     """
 
     def __init__(self, model: torch.nn.Module, dataset: Dataset, config: TrainConfig,
-                 device: torch.device, head_weights: dict[str, float]):
-        self.model, self.dataset, self.config, self.device = model, dataset, config, device
-        self.head_weights = head_weights
+                 device: torch.device, head_weights: dict[str, float], peers: Optional[Peers] = None):
+        self.dataset, self.config, self.device = dataset, config, device
+        self.head_weights, self.peers = head_weights, peers
         self.cuda = device.type == "cuda"
+        processes = peers.size if peers else 1
+        if config.processes != processes:
+            raise ArchcalcError(f"the configuration is for {config.processes} process(es), "
+                                f"this run has {processes}")
+        if config.sync_bn:
+            sync_bn_note(model, device.type)    # refused on the CPU, where it would matter
+        if processes > 1 and config.global_batch > len(dataset.train_y):
+            raise ArchcalcError(f"a step of {processes} processes × {config.batch_size} images "
+                                f"needs {config.global_batch:,} training images; "
+                                f"{dataset.name} has {len(dataset.train_y):,}: use fewer "
+                                f"processes or a smaller --batch-size")
+        self.model = sync_batchnorm(model) if config.sync_bn and peers else model
         # channels_last (NHWC) suits the convolution kernels of GPUs and of oneDNN on CPU: the
         # notes' CNN trains about 20% faster this way on a 2-core CPU (best of 12 rounds each).
         self.memory_format = torch.channels_last
-        model.to(device, memory_format=self.memory_format)
-        self.forward = torch.compile(model) if config.compile else model
+        self.model.to(device, memory_format=self.memory_format)
+        self.forward = peers.wrap(self.model) if peers else self.model
+        self.forward = torch.compile(self.forward) if config.compile else self.forward
+        # Under torchrun, testing uses the plain module: DDP's forward broadcasts buffers, a
+        # collective, and the processes' shares of the test set differ in batches by one.
+        self.test_forward = self.model if peers else self.forward
+        # this process's share of every step's global batch
+        self.mine = slice(peers.rank * config.batch_size, (peers.rank + 1) * config.batch_size) \
+            if peers else slice(None)
+        self.agreed_signal: Optional[int] = None
         test_x, test_y = _test_subset(dataset, config.max_test_images)
+        self.test_count = len(test_y)
+        if peers:
+            test_x, test_y = test_x[peers.part(len(test_y))], test_y[peers.part(len(test_y))]
         self.train_x, self.train_y, self.test_x, self.test_y = (
             _to_device(t, device) for t in (dataset.train_x, dataset.train_y, test_x, test_y))
         mean, std = (s.to(device) for s in channel_stats(dataset.train_x))
         self.train_transform = BatchTransform(mean, std, augment=config.augment)
         self.test_transform = BatchTransform(mean, std, augment=False)
-        self.steps = min(max(1, len(dataset.train_y) // config.batch_size),
+        self.steps = min(max(1, len(dataset.train_y) // config.global_batch),
                          config.max_steps_per_epoch or math.inf)
-        self.optimizer = _make_optimizer(model, config)
+        self.optimizer = _make_optimizer(self.model, config)
         self.scheduler = _make_scheduler(self.optimizer, config, config.epochs * self.steps)
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -215,6 +276,9 @@ class _Run:
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.correct = torch.zeros((), dtype=torch.int64, device=self.device)
         self.seen, self.seconds, self.lr = 0, 0.0, self.optimizer.param_groups[0]["lr"]
+        # Under torchrun loss_sum, correct and seen are this process's; ``carried`` holds the
+        # sums over all processes that a checkpoint brought (the same on every process).
+        self.carried = (0.0, 0, 0)
 
     def run_epoch(self, on_step, stop_requested: Callable[[], bool]) -> EpochRecord:
         """Finish the current epoch (from wherever it stands), evaluate, and move to the next."""
@@ -224,37 +288,81 @@ class _Run:
         self.model.train()
         self._shown: Optional[tuple[float, float]] = None
         started = time.perf_counter()
+        batch = self.config.global_batch
         try:
             for step in range(self.step, self.steps):
-                self._train_step(order[step * self.config.batch_size:(step + 1) * self.config.batch_size])
+                self._train_step(order[step * batch:(step + 1) * batch], stop_requested)
                 self.step = step + 1
                 if on_step:
                     on_step(self._step_info(started))
-                if stop_requested():
+                if not self.peers and stop_requested():
                     raise KeyboardInterrupt
         finally:
             self.seconds += time.perf_counter() - started
         test_loss, test_accuracy = self.evaluate(stop_requested)
-        record = EpochRecord(self.epoch + 1, self.loss_sum.item() / self.seen, self.correct.item() / self.seen,
-                             test_loss, test_accuracy, self.seconds, self.seen / max(self.seconds, 1e-9), self.lr,
-                             self.steps, self.seen)
+        loss_sum, correct, seen = self._running_totals()
+        record = EpochRecord(self.epoch + 1, loss_sum / seen, correct / seen, test_loss, test_accuracy,
+                             self.seconds, seen / max(self.seconds, 1e-9), self.lr, self.steps, seen)
         self.history.append(record)
         self.epoch, self.step = self.epoch + 1, 0
         self._start_epoch()
         return record
 
-    def _train_step(self, index: torch.Tensor) -> None:
-        x = self.train_transform(self.train_x[index], self.generator)
-        x = x.contiguous(memory_format=self.memory_format)
-        y = self.train_y[index]
-        with self._autocast():
-            logits, heads = _split_output(self.forward(x))
-            logits = _as_logits(logits, self.dataset.num_classes)
-            if self.epoch == 0 and self.step == 0:
-                _refuse_probabilities(logits)
-            loss = self._loss(logits, heads, y)
+    def _running_totals(self) -> tuple[float, int, int]:
+        """This epoch's loss sum, correct answers and images so far, over all processes."""
+        if not self.peers:
+            return self.loss_sum.item(), self.correct.item(), self.seen
+        loss_sum, correct, seen = self.peers.sum(self.loss_sum, self.correct, torch.tensor(self.seen))
+        return (self.carried[0] + loss_sum.item(), self.carried[1] + int(correct.item()),
+                self.carried[2] + int(seen.item()))
+
+    def check_stop(self, stop_requested: Callable[[], bool]) -> None:
+        """Between epochs: stop on a signal (any process's, under torchrun)."""
+        if self.peers:
+            signum, _ = self.peers.agree(stop_requested.signum if stop_requested() else None, False)
+            if signum:
+                self.agreed_signal = signum
+                raise KeyboardInterrupt
+        elif stop_requested():
+            raise KeyboardInterrupt
+
+    def _train_step(self, index: torch.Tensor, stop_requested: Callable[[], bool]) -> None:
+        """One update from the step's global batch ``index``, of which this process trains on
+        its share. Under torchrun the processes agree after the forward pass, before the
+        update, whether to go on; on a stop the random states are put back as they were, so
+        the checkpoint holds the position before this step exactly."""
+        rng = self._rng_state() if self.peers else None
+        try:
+            if self.train_transform.augment:    # every process draws for the global batch
+                x = self.train_transform(self.train_x[index], self.generator)[self.mine]
+            else:
+                x = self.train_transform(self.train_x[index[self.mine]])
+            x = x.contiguous(memory_format=self.memory_format)
+            y = self.train_y[index[self.mine]]
+            with self._autocast():
+                logits, heads = _split_output(self.forward(x))
+                logits = _as_logits(logits, self.dataset.num_classes)
+                if self.epoch == 0 and self.step == 0:
+                    _refuse_probabilities(logits)
+                loss = self._loss(logits, heads, y)
+            failure = None
+        except Exception as exc:
+            if not self.peers:
+                raise
+            failure = exc
+        if self.peers:
+            signum, failed = self.peers.agree(stop_requested.signum if stop_requested() else None,
+                                              failure is not None)
+            if signum or failed:
+                self._set_rng_state(rng)
+                if failed:
+                    raise StepFailed(failure, failed - 1,
+                                     f"epoch {self.epoch + 1}, step {self.step + 1}") from failure
+                self.agreed_signal = signum
+                raise KeyboardInterrupt
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with self.peers.contact() if self.peers else contextlib.nullcontext():
+            loss.backward()
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
@@ -276,36 +384,64 @@ class _Run:
 
     def _step_info(self, started: float) -> StepInfo:
         refresh = self._shown is None or self.step % REFRESH_EVERY == 0 or self.step == self.steps
+        # Under torchrun this process's share stands for every process's (no collective here).
+        size = self.peers.size if self.peers else 1
+        seen = self.carried[2] + self.seen * size
         if refresh:
-            self._shown = (self.loss_sum.item() / self.seen, self.correct.item() / self.seen)
+            self._shown = ((self.carried[0] + self.loss_sum.item() * size) / seen,
+                           (self.carried[1] + self.correct.item() * size) / seen)
         elapsed = self.seconds + time.perf_counter() - started
         return StepInfo(self.epoch + 1, self.config.epochs, self.step, self.steps, *self._shown,
-                        self.seen / max(elapsed, 1e-9), refresh)
+                        seen / max(elapsed, 1e-9), refresh)
 
     @torch.inference_mode()
     def evaluate(self, stop_requested: Callable[[], bool] = lambda: False) -> tuple[float, float]:
         """Mean cross-entropy and accuracy of the main output over the (capped) test set."""
         self.model.eval()
-        count = len(self.test_y)
+        count = len(self.test_y)    # this process's share under torchrun
         batch = max(self.config.batch_size, EVAL_BATCH)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        for start in range(0, count, batch):
-            x = self.test_transform(self.test_x[start:min(start + batch, count)])
-            y = self.test_y[start:min(start + batch, count)]
-            with self._autocast():
-                logits = _as_logits(_split_output(self.forward(x.contiguous(memory_format=self.memory_format)))[0],
-                                    self.dataset.num_classes)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-            if stop_requested():
-                raise KeyboardInterrupt
-        return loss_sum.item() / count, correct.item() / count
+        failure = None
+        try:
+            for start in range(0, count, batch):
+                x = self.test_transform(self.test_x[start:min(start + batch, count)])
+                y = self.test_y[start:min(start + batch, count)]
+                with self._autocast():
+                    logits = _as_logits(_split_output(self.test_forward(x.contiguous(memory_format=self.memory_format)))[0],
+                                        self.dataset.num_classes)
+                loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+                correct += (logits.argmax(1) == y).sum()
+                if not self.peers and stop_requested():  # under torchrun: at the next step
+                    raise KeyboardInterrupt
+        except Exception as exc:
+            if not self.peers:
+                raise
+            failure = exc
+        if self.peers:
+            loss_sum, correct, failed = self.peers.sum(
+                loss_sum, correct, torch.tensor(self.peers.rank + 1 if failure else 0))
+            if failed:
+                raise StepFailed(failure, int(failed.item()) - 1, f"epoch {self.epoch + 1}'s test")
+        return loss_sum.item() / self.test_count, correct.item() / self.test_count
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
 
+    def _rng_state(self) -> tuple:
+        return (torch.get_rng_state(), self.generator.get_state(),
+                torch.cuda.get_rng_state_all() if self.cuda else None)
+
+    def _set_rng_state(self, state: tuple) -> None:
+        torch.set_rng_state(state[0])
+        self.generator.set_state(state[1])
+        if state[2] is not None:
+            torch.cuda.set_rng_state_all(state[2])
+
     def state_dict(self) -> dict[str, Any]:
+        """The run's state; under torchrun the running sums are over all processes (so every
+        process must call this at the same point) and the random states rank 0's."""
+        loss_sum, correct, seen = self._running_totals()
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
@@ -315,7 +451,8 @@ class _Run:
             "epoch": self.epoch,
             "step": self.step,
             "order": self.order,
-            "running": {"loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(), "seen": self.seen,
+            "running": {"loss_sum": torch.tensor(loss_sum, dtype=torch.float64),
+                        "correct": torch.tensor(correct, dtype=torch.int64), "seen": seen,
                         "seconds": self.seconds, "lr": self.lr},
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if self.cuda else None},
@@ -330,6 +467,9 @@ class _Run:
         running = state["running"]
         self.loss_sum, self.correct = running["loss_sum"].to(self.device), running["correct"].to(self.device)
         self.seen, self.seconds, self.lr = running["seen"], running["seconds"], running["lr"]
+        if self.peers:      # the sums are over all processes
+            self.carried = (self.loss_sum.item(), int(self.correct.item()), self.seen)
+            self.loss_sum, self.correct, self.seen = self.loss_sum * 0, self.correct * 0, 0
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["generator"])
         if self.cuda and state["rng"]["cuda"] is not None:
@@ -454,9 +594,18 @@ def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     if not isinstance(state.get("config"), dict):
         raise ArchcalcError(f"{path}: cannot resume from this checkpoint: 'config' is missing "
                             f"or not a dictionary")
-    ignored = {"device", "compile", "threads"}
+    # The number of processes may change, and with it each one's share of a step: the global
+    # batch (batch_size × processes) is what must stay.
+    ignored = {"device", "compile", "threads", "processes", "batch_size"}
     saved, wanted = state["config"], config.to_dict()
+    saved = {**{k: default(k) for k in ("processes", "sync_bn")}, **saved}   # older runs lack them
     changed = sorted(k for k in wanted if k not in ignored and not equal(saved.get(k), wanted[k]))
+    saved_batch = saved.get("batch_size")
+    if type(saved_batch) is int and type(saved.get("processes", 1)) is int:
+        saved_batch *= saved.get("processes", 1)
+    if not equal(saved_batch, config.global_batch):
+        changed.append("global batch")
+        saved["global batch"], wanted["global batch"] = saved_batch, config.global_batch
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} → {wanted[k]!r}" for k in changed)
         raise ArchcalcError(f"{path}: cannot resume with a different configuration ({details})")
@@ -477,7 +626,8 @@ def _write_metrics(out_dir: Path, run: _Run) -> None:
         "synthetic": run.dataset.synthetic,
         "device": str(run.device),
         "threads": torch.get_num_threads(),
-        "test_images": len(run.test_y),
+        "processes": run.config.processes,
+        "test_images": run.test_count,
         "test_accuracy": last.test_accuracy,
         "test_loss": last.test_loss,
         "epochs": records,

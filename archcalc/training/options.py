@@ -40,6 +40,10 @@ class TrainConfig:
     max_steps_per_epoch: Optional[int] = None  # caps each epoch, for quick runs
     max_test_images: Optional[int] = None      # evaluates on N test images spread over the set
     compile: bool = False                      # torch.compile the model
+    # Data parallelism (torchrun): batch_size is per process, so a step trains on
+    # batch_size × processes images (global_batch); sync_bn normalizes over all of them.
+    processes: int = 1
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
@@ -52,11 +56,16 @@ class TrainConfig:
         _require(self.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}", self.schedule)
         _require(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)", self.label_smoothing)
         _require(self.device in DEVICES, "device", f"must be one of {DEVICES}", self.device)
-        for name in ("threads", "max_steps_per_epoch", "max_test_images"):
+        for name in ("threads", "max_steps_per_epoch", "max_test_images", "processes"):
             value = getattr(self, name)
             _require(value is None or value >= 1, name, "must be at least 1", value)
         _require(not (self.optimizer == "sgd" and self.nesterov and self.momentum == 0), "nesterov",
                  "needs a positive momentum", self.nesterov)
+
+    @property
+    def global_batch(self) -> int:
+        """Images per optimizer step, over all processes: what a resume keeps."""
+        return self.batch_size * self.processes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

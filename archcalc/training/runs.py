@@ -328,6 +328,13 @@ class Job:
     plan: Optional[QuickPlan] = None    # --quick's plan, for a new quick run
     claim: Optional[FolderClaim] = None # the folder, held for this process (FolderClaim)
     trend: LossTrend = field(default_factory=LossTrend)
+    peers: "object" = None              # distributed.Peers under torchrun, else None
+    notes: list = field(default_factory=list)   # what the screen should say before training
+
+    @property
+    def leader(self) -> bool:
+        """Whether this process speaks for the run (rank 0, or the only process)."""
+        return self.peers is None or self.peers.rank == 0
 
     def run(self, on_step=None, on_epoch=None):
         from archcalc.training.engine import train
@@ -339,7 +346,7 @@ class Job:
         try:
             return train(self.model, self.dataset, self.config, self.out_dir,
                          head_weights=getattr(self.model, "loss_weights", None) or None,
-                         on_step=step, on_epoch=on_epoch, resume=self.resume)
+                         on_step=step, on_epoch=on_epoch, resume=self.resume, peers=self.peers)
         finally:
             if self.claim:      # the folder is free for --resume once this run has stopped
                 self.claim.release()
@@ -347,7 +354,7 @@ class Job:
     @property
     def capped(self) -> bool:
         """Whether each epoch stops short of a whole pass over the training set."""
-        full = max(1, len(self.dataset.train_y) // self.config.batch_size)
+        full = max(1, len(self.dataset.train_y) // self.config.global_batch)
         return self.config.max_steps_per_epoch is not None and self.config.max_steps_per_epoch < full
 
     @property
@@ -366,10 +373,11 @@ class Job:
 def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quick: bool,
             chosen: dict, device: str, compile: bool, data_dir, download: bool, out,
             threads: Optional[int] = None, on_download=None,
-            settings: Optional[Dict[str, str]] = None) -> Job:
+            settings: Optional[Dict[str, str]] = None, peers=None) -> Job:
     """A new run: ``chosen`` holds the training options the user gave (None: not given), the
     rest are TrainConfig's defaults, or QUICK_DEFAULTS' for a quick run. ``on_download(done,
-    total)`` follows a --download (datasets.download_cifar10)."""
+    total)`` follows a --download (datasets.download_cifar10). Under torchrun (``peers``)
+    ``chosen['batch_size']`` is per process and only rank 0 claims and writes the folder."""
     from dataclasses import replace
 
     from archcalc.files import resolve_spec
@@ -384,15 +392,19 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
     values = {k: v for k, v in chosen.items() if v is not None}
     if quick:
         values = {**QUICK_DEFAULTS, **values}
-    config = TrainConfig(device=device, compile=compile, threads=cpu_threads(threads), **values)
-    claim, created = claim_run_dir(Path(out) if out else None, Path(path).stem)
-    out_dir = claim.path
+    config = TrainConfig(device=device, compile=compile, threads=cpu_threads(threads),
+                         processes=peers.size if peers else 1, **values)
+    if peers is None or peers.rank == 0:
+        claim, created = claim_run_dir(Path(out) if out else None, Path(path).stem)
+        out_dir = claim.path
+    else:   # rank 0 alone writes; the folder's name reaches the engine from it
+        claim, created, out_dir = None, False, None
     try:
         dataset = load_dataset(dataset_name, data_dir, download, on_download)
         info = RunInfo(str(Path(path).resolve()), variant, dataset_name,
                        str(data_dir) if data_dir else None, heads=False, quick=quick,
                        settings=dict(settings or {}))
-        job = _assemble(info, dataset, config, out_dir, resume=False)
+        job = _assemble(info, dataset, config, out_dir, resume=False, peers=peers)
         if quick:
             plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y),
                               chosen.get("batch_size"), resolve_device(device)[0].type)
@@ -401,10 +413,12 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
             job.plan = plan
         # Both files a resume needs, before any training: a run stopped before its first
         # checkpoint resumes from the start (resume_job).
-        write_atomic(out_dir / CONFIG_FILE, json.dumps(job.config.to_dict(), indent=2) + "\n")
-        job.info.save(out_dir)
+        if claim:
+            write_atomic(out_dir / CONFIG_FILE, json.dumps(job.config.to_dict(), indent=2) + "\n")
+            job.info.save(out_dir)
     except BaseException:
-        claim.release()
+        if claim:
+            claim.release()
         if created:
             _remove_if_empty(out_dir)
         raise
@@ -419,14 +433,39 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
+def shared_batch(config: TrainConfig, processes: int, out_dir: Path) -> TrainConfig:
+    """``config`` for ``processes`` processes, each with an equal share of the run's global
+    batch, which a resume keeps (the steps, and so the schedule and the checkpoint's position,
+    depend on it)."""
+    from dataclasses import replace
+    total = config.global_batch
+    if total % processes:
+        raise ArchcalcError(f"this run's steps are of {total} images ({config.processes} "
+                            f"process(es) × {config.batch_size}), which {processes} processes "
+                            f"cannot share equally; resume with a number of processes that "
+                            f"divides {total}", Position(str(out_dir)))
+    return replace(config, batch_size=total // processes, processes=processes)
+
+
+def check_resume_processes(out_dir: Path, processes: int) -> None:
+    """Under torchrun, before the processes wait for each other: whether they can share the
+    run's global batch (resume_job says the same later, for a folder without a config)."""
+    from archcalc.training.engine import load_config
+    if (Path(out_dir) / CONFIG_FILE).is_file():
+        shared_batch(load_config(out_dir), processes, Path(out_dir))
+
+
 def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, data_dir,
-               threads: Optional[int] = None) -> Job:
+               threads: Optional[int] = None, peers=None) -> Job:
+    """Continue the run in ``out_dir``, with any number of processes that divides its global
+    batch. Under torchrun every process reads the folder; rank 0 alone claims it."""
     from dataclasses import replace
 
     from archcalc.training.datasets import load_dataset
     from archcalc.training.engine import load_config
 
-    claim = FolderClaim(Path(out_dir)).acquire() if Path(out_dir).is_dir() else None
+    leader = peers is None or peers.rank == 0
+    claim = FolderClaim(Path(out_dir)).acquire() if leader and Path(out_dir).is_dir() else None
     try:
         info = RunInfo.load(out_dir)
         if info.dataset != dataset_name:
@@ -434,11 +473,12 @@ def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, dat
                                 Position(str(out_dir)))
         config = replace(load_config(out_dir), device=device, compile=compile,
                          threads=cpu_threads(threads))
+        config = shared_batch(config, peers.size if peers else 1, Path(out_dir))
         dataset = load_dataset(dataset_name, data_dir or info.data_dir)
         # No checkpoint yet: the run stopped before its first one, and starts over; its model
         # is built from the same seed, so it ends where an uninterrupted run ends.
         started = (Path(out_dir) / CHECKPOINT_FILE).exists()
-        job = _assemble(info, dataset, config, Path(out_dir), resume=started)
+        job = _assemble(info, dataset, config, Path(out_dir), resume=started, peers=peers)
     except BaseException:
         if claim:
             claim.release()
@@ -447,7 +487,7 @@ def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, dat
     return job
 
 
-def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Job:
+def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool, peers=None) -> Job:
     """Build the spec's model (seeded, in logits mode, heads on when the spec has them) and
     check that it fits the data."""
     import torch
@@ -468,5 +508,13 @@ def _assemble(info: RunInfo, dataset, config, out_dir: Path, resume: bool) -> Jo
     torch.manual_seed(config.seed)      # the initial weights repeat with the seed too
     model = build_module(graph, heads=info.heads, logits=True)
     totals = analysis.analyze(graph).totals
-    return Job(info, Path(info.spec).stem, dataset, model, config, out_dir, resume,
-               totals.params, totals.macs)
+    job = Job(info, Path(info.spec).stem, dataset, model, config, out_dir, resume,
+              totals.params, totals.macs, peers=peers)
+    if config.sync_bn:
+        from archcalc.training.distributed import sync_bn_note
+        note = sync_bn_note(model, where.type)
+        if note is None and peers is None:
+            note = "--sync-bn: one process, so its batch is already all there is"
+        if note:
+            job.notes.append(note)
+    return job

@@ -23,11 +23,20 @@ def header(job: Job) -> str:
     kind = "SYNTHETIC data (built in; not a real data set)" if data.synthetic else data.name
     rate = "constant rate" if c.schedule == "none" else f"{c.schedule} schedule"
     settings = [_plural(c.epochs, "epoch"), f"{c.optimizer} lr {c.lr:g}",
-                f"batch {c.batch_size}", rate, f"augment {'on' if c.augment else 'off'}"]
+                _batch(c), rate, f"augment {'on' if c.augment else 'off'}"]
     return (f"{'continuing' if job.resume else 'training'} {printable(job.spec_name)} "
             f"({job.params:,} params, {job.macs:,} MACs per image) on {kind}: "
             f"{len(data.train_y):,} training and {len(data.test_y):,} test images · "
             f"{' · '.join(settings)} → {printable(str(job.out_dir))}")
+
+
+def _batch(c) -> str:
+    """The batch; under torchrun each process's share and the global batch a step trains on."""
+    if c.processes == 1:
+        return f"batch {c.batch_size}"
+    sync = ", BatchNorm synchronized" if c.sync_bn else ""
+    return (f"batch {c.global_batch} ({c.processes} processes × {c.batch_size}, "
+            f"DistributedDataParallel{sync})")
 
 
 def quick_note(plan: Optional[QuickPlan]) -> Optional[str]:

@@ -172,6 +172,30 @@ def test_a_bad_devices_file_is_one_line_with_its_place(tmp_path, text, message, 
     assert f"devices.yaml:{line}:" in result.stderr
 
 
+@pytest.mark.parametrize("kind", ["device", "fifo", "too large"])
+def test_a_devices_file_that_is_no_file_or_too_large_is_refused_without_reading_it(tmp_path,
+                                                                                     kind):
+    """Read whole, /dev/zero or a FIFO nobody writes would never end: a real process, bounded
+    in time and memory, must answer with one line."""
+    import os
+    import resource
+    import subprocess
+    path = {"device": "/dev/zero", "fifo": tmp_path / "fifo", "too large": tmp_path / "big"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "too large":
+        path.write_text("# " + "x" * rl.MAX_DEVICES_BYTES + "\n")
+
+    def limits():
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 1024 ** 3, 2 * 1024 ** 3))
+
+    done = subprocess.run([sys.executable, "-m", "archcalc", "table", "cifar-cnn",
+                           "--roofline", "h200", "--devices", str(path)], capture_output=True,
+                          text=True, timeout=60, preexec_fn=limits)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert ("not a file" if kind != "too large" else "larger than 1,000,000 bytes") in done.stderr
+
+
 def test_an_unknown_device_lists_the_known_ones():
     result = runner.invoke(app, ["table", "googlenet", "--roofline", "h1000"])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1

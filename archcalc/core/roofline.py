@@ -81,12 +81,21 @@ class Entry:
 Measure = Callable[[Entry], Device]
 
 
+MAX_DEVICES_BYTES = 1_000_000
+
+
 def load_devices(path: Union[str, Path, None] = None) -> Dict[str, Entry]:
     """The profiles of a devices file (default: the bundled one), each field checked: a
     missing, negative or non-numeric one is one line naming the file, line and column."""
     path = Path(path) if path is not None else BUNDLED_DEVICES
     where = str(path)
     try:
+        # a regular file of a sensible size: --devices /dev/zero or a FIFO would never end
+        if not path.is_file():
+            raise ArchcalcError("the devices file is not a file", Position(where))
+        if path.stat().st_size > MAX_DEVICES_BYTES:
+            raise ArchcalcError(f"the devices file is larger than {MAX_DEVICES_BYTES:,} bytes; "
+                                "a devices file holds a few profiles", Position(where))
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"

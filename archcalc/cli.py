@@ -790,7 +790,7 @@ def profile(
         "mode).")] = False,
     dtype: DtypeOpt = "fp32",
     repeat: Annotated[int, typer.Option(
-        "--repeat", min=1, help="Timed runs of each layer (after 2 warm-up runs); the "
+        "--repeat", help="Timed runs of each layer (after 2 warm-up runs); the "
         "median is shown.")] = 5,
     devices: DevicesOpt = None,
     threads: ThreadsOpt = None,

@@ -142,6 +142,15 @@ def test_a_spec_too_large_is_refused_before_anything_is_allocated(quick_measure)
     assert not quick_measure.exists()       # not even the cpu profile was measured
 
 
+@pytest.mark.parametrize("option, value", [("--repeat", "0"), ("--repeat", "1000000000"),
+                                           ("--batch-size", "0"), ("--batch-size", "-3")])
+def test_a_repeat_or_batch_out_of_range_is_one_line(option, value):
+    """A billion repeats would look like a hang; 0 images is no pass."""
+    result = runner.invoke(app, ["profile", "cifar-cnn", "--device", "cpu", option, value])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"{option}: ")
+
+
 def test_profile_refuses_cuda_where_there_is_none_and_a_bad_dtype():
     import torch
     if not torch.cuda.is_available():

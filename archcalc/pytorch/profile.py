@@ -51,6 +51,7 @@ from archcalc.pytorch.cpu_profile import TORCH_DTYPES
 from archcalc.pytorch.devices import check_memory, resolve_device, torch_threads
 
 DEFAULT_REPEAT = 5
+MAX_REPEAT = 1000       # timed runs of a layer: more only makes `profile` look hung
 WARMUP = 2
 
 
@@ -157,9 +158,9 @@ def profile(spec: SpecLike, device_name: str = "auto", batch: int = 1, dtype: st
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ArchcalcError(f"the batch size must be a positive integer, got {batch!r}",
                             Position("--batch-size"))
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ArchcalcError(f"must be a positive whole number, got {repeat!r}",
-                            Position("--repeat"))
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+        raise ArchcalcError(f"must be a whole number from 1 to {MAX_REPEAT:,} (the median "
+                            f"settles long before), got {repeat!r}", Position("--repeat"))
     dtype_bytes(dtype)
     devices = devices if devices is not None else rl.load_devices()
     graph = load_graph(spec, variant, input, False, settings)

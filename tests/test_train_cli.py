@@ -157,7 +157,8 @@ def test_help_shows_train_configs_defaults():
         assert match, f"{option} shows no default"
         parts = match.group(1).split("; ")
         expected = f"${'ARCHCALC_THREADS'}, else {DEFAULT_THREADS}" if field.name == "threads" \
-            else shown(field.default)
+            else f"a tenth of the training images: {50_000 // 10:,} for cifar10" \
+            if field.name == "val_split" else shown(field.default)
         assert parts[0] == expected, option
         if field.name in QUICK_DEFAULTS:
             assert f"{shown(QUICK_DEFAULTS[field.name])} with --quick" in parts, option

@@ -4,10 +4,15 @@
 and writes into one output folder:
 
 - ``config.json``: the resolved :class:`TrainConfig`;
-- ``metrics.csv`` and ``metrics.json``: one record per finished epoch (rewritten after each);
+- ``metrics.csv`` and ``metrics.json``: one record per finished epoch (rewritten after each),
+  scored on the validation images; ``metrics.json`` gets the test set's score at the end;
 - ``checkpoint.pt``: everything needed to continue exactly (weights, optimizer, scheduler, RNG
   states, position in the epoch, metrics so far), saved after every epoch and on Ctrl-C;
 - ``model.pt``: the final ``state_dict``.
+
+Validation and test: ``config.val_split`` training images (a tenth by default) are held out,
+seeded (:func:`~archcalc.training.datasets.hold_out`), and score every epoch; the test set is
+evaluated once, after the last epoch, so that nothing is chosen on it.
 
 Every file is written whole (:func:`archcalc.files.write_atomic`), so an interrupted run never
 leaves half a file. The engine never prints: the CLI draws progress from
@@ -29,7 +34,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -44,13 +49,13 @@ from archcalc.errors import ArchcalcError
 from archcalc.files import write_atomic
 from archcalc.pytorch.devices import resolve_device, torch_threads
 from archcalc.training.checkpoints import check_state, equal
-from archcalc.training.datasets import BatchTransform, Dataset, channel_stats
-from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig  # noqa: F401 (re-exported)
+from archcalc.training.datasets import BatchTransform, Dataset, channel_stats, hold_out
+from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig, val_count  # noqa: F401 (re-exported)
 
 # Running loss and accuracy reach on_step every this many steps: reading them back from the
 # device (.item()) stalls a CUDA pipeline, and a progress bar needs no more.
 REFRESH_EVERY = 10
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2   # 2: epochs scored on validation images (val_loss, val_accuracy)
 EVAL_BATCH = 256    # evaluation's batch, at least: no gradients, so larger batches are cheap
 
 
@@ -73,13 +78,14 @@ class StepInfo:
 @dataclass
 class EpochRecord:
     """One finished epoch. ``train_loss`` is the optimized objective (label smoothing and
-    auxiliary heads included); ``test_loss`` is plain cross-entropy of the main output."""
+    auxiliary heads included); ``val_loss`` is plain cross-entropy of the main output on the
+    validation images (None, as ``val_accuracy``, when none are held out)."""
 
     epoch: int
     train_loss: float
     train_accuracy: float
-    test_loss: float
-    test_accuracy: float
+    val_loss: Optional[float]
+    val_accuracy: Optional[float]
     seconds: float
     images_per_second: float
     lr: float
@@ -92,13 +98,19 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
-    """What a finished run returns; the same numbers are in ``out_dir/metrics.json``."""
+    """What a finished run returns; the same numbers are in ``out_dir/metrics.json``. The test
+    figures come from the one evaluation of the test set, after the last epoch; the validation
+    figures are the last epoch's (None without validation images)."""
 
     out_dir: Path
     history: list[EpochRecord]
     test_accuracy: float
     test_loss: float
     device: str
+    val_accuracy: Optional[float] = None
+    val_loss: Optional[float] = None
+    val_images: int = 0
+    test_images: int = 0
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -138,6 +150,7 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, out_dir
     Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`.
     """
     out_dir = Path(out_dir)
+    config = replace(config, val_split=val_count(config.val_split, dataset.name, len(dataset.train_y)))
     device = resolve_device(config.device)[0]
     with torch_threads(device, config.threads):
         return _train(model, dataset, config, out_dir, device, head_weights or {}, on_step,
@@ -167,13 +180,18 @@ def _train(model, dataset, config, out_dir: Path, device, head_weights, on_step,
                 _write_metrics(out_dir, run)
                 if on_epoch:
                     on_epoch(record)
+            if stop_requested():
+                raise KeyboardInterrupt
+            run.test = run.evaluate(run.test_x, run.test_y, stop_requested)
+            _write_metrics(out_dir, run)
         except KeyboardInterrupt:
             # Signals stay deferred here (still inside the block): the write finishes whole.
             _write_torch(out_dir / "checkpoint.pt", run.state_dict())
             raise TrainingInterrupted(out_dir, stop_requested.signum) from None
         _write_torch(out_dir / "model.pt", model.state_dict())
     last = run.history[-1]
-    return TrainResult(out_dir, run.history, last.test_accuracy, last.test_loss, str(run.device))
+    return TrainResult(out_dir, run.history, run.test[1], run.test[0], str(run.device),
+                       last.val_accuracy, last.val_loss, len(run.val_y), len(run.test_y))
 
 
 class _Run:
@@ -193,13 +211,19 @@ class _Run:
         self.memory_format = torch.channels_last
         model.to(device, memory_format=self.memory_format)
         self.forward = torch.compile(model) if config.compile else model
-        test_x, test_y = _test_subset(dataset, config.max_test_images)
-        self.train_x, self.train_y, self.test_x, self.test_y = (
-            _to_device(t, device) for t in (dataset.train_x, dataset.train_y, test_x, test_y))
-        mean, std = (s.to(device) for s in channel_stats(dataset.train_x))
+        train_idx, val_idx = hold_out(dataset.train_y, config.val_split, config.seed)
+        val_idx = _spread(val_idx, config.max_test_images)
+        test_idx = _spread(torch.arange(len(dataset.test_y)), config.max_test_images)
+        train_x = dataset.train_x[train_idx]
+        mean, std = (s.to(device) for s in channel_stats(train_x))   # of the training images only
+        self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y = (
+            _to_device(t, device) for t in (
+                train_x, dataset.train_y[train_idx], dataset.train_x[val_idx],
+                dataset.train_y[val_idx], dataset.test_x[test_idx], dataset.test_y[test_idx]))
+        self.test: Optional[tuple[float, float]] = None    # (loss, accuracy), after the last epoch
         self.train_transform = BatchTransform(mean, std, augment=config.augment)
         self.test_transform = BatchTransform(mean, std, augment=False)
-        self.steps = min(max(1, len(dataset.train_y) // config.batch_size),
+        self.steps = min(max(1, len(self.train_y) // config.batch_size),
                          config.max_steps_per_epoch or math.inf)
         self.optimizer = _make_optimizer(model, config)
         self.scheduler = _make_scheduler(self.optimizer, config, config.epochs * self.steps)
@@ -234,9 +258,10 @@ class _Run:
                     raise KeyboardInterrupt
         finally:
             self.seconds += time.perf_counter() - started
-        test_loss, test_accuracy = self.evaluate(stop_requested)
+        val_loss, val_accuracy = self.evaluate(self.val_x, self.val_y, stop_requested) \
+            if len(self.val_y) else (None, None)
         record = EpochRecord(self.epoch + 1, self.loss_sum.item() / self.seen, self.correct.item() / self.seen,
-                             test_loss, test_accuracy, self.seconds, self.seen / max(self.seconds, 1e-9), self.lr,
+                             val_loss, val_accuracy, self.seconds, self.seen / max(self.seconds, 1e-9), self.lr,
                              self.steps, self.seen)
         self.history.append(record)
         self.epoch, self.step = self.epoch + 1, 0
@@ -283,16 +308,19 @@ class _Run:
                         self.seen / max(elapsed, 1e-9), refresh)
 
     @torch.inference_mode()
-    def evaluate(self, stop_requested: Callable[[], bool] = lambda: False) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy of the main output over the (capped) test set."""
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor,
+                 stop_requested: Callable[[], bool] = lambda: False) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of the main output over held-out images."""
         self.model.eval()
-        count = len(self.test_y)
+        count = len(labels)
+        if not count:   # a data set without test images (benchmarks/quick_lr.py keeps it unseen)
+            return math.nan, math.nan
         batch = max(self.config.batch_size, EVAL_BATCH)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for start in range(0, count, batch):
-            x = self.test_transform(self.test_x[start:min(start + batch, count)])
-            y = self.test_y[start:min(start + batch, count)]
+            x = self.test_transform(images[start:min(start + batch, count)])
+            y = labels[start:min(start + batch, count)]
             with self._autocast():
                 logits = _as_logits(_split_output(self.forward(x.contiguous(memory_format=self.memory_format)))[0],
                                     self.dataset.num_classes)
@@ -337,14 +365,13 @@ class _Run:
         self.history = [EpochRecord(**r) for r in state["history"]]
 
 
-def _test_subset(dataset: Dataset, limit: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test set, or ``limit`` images evenly spaced over it: test files may be sorted by
+def _spread(index: torch.Tensor, limit: Optional[int]) -> torch.Tensor:
+    """``index``, or ``limit`` of its entries evenly spaced over it: test files may be sorted by
     class (the rebuilt CIFAR-10 is), so its first N images would all be airplanes."""
-    count = len(dataset.test_y)
+    count = len(index)
     if not limit or limit >= count:
-        return dataset.test_x, dataset.test_y
-    index = torch.arange(limit) * count // limit
-    return dataset.test_x[index], dataset.test_y[index]
+        return index
+    return index[torch.arange(limit) * count // limit]
 
 
 def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -449,6 +476,10 @@ def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     except Exception as exc:  # torch.load fails in many ways on a damaged file; all mean the same
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ArchcalcError(f"{path}: cannot read the checkpoint: {first}") from None
+    if isinstance(state, dict) and type(state.get("format")) is int and 0 < state["format"] < CHECKPOINT_FORMAT:
+        raise ArchcalcError(f"{path}: written by an older archcalc (checkpoint format "
+                            f"{state['format']}, now {CHECKPOINT_FORMAT}), which scored epochs on "
+                            f"the test set; start the run again")
     if not isinstance(state, dict) or not equal(state.get("format"), CHECKPOINT_FORMAT):
         raise ArchcalcError(f"{path}: not an archcalc training checkpoint")
     if not isinstance(state.get("config"), dict):
@@ -470,16 +501,23 @@ def _write_torch(path: Path, obj: Any) -> None:
 
 
 def _write_metrics(out_dir: Path, run: _Run) -> None:
+    """Per epoch, the validation figures; the test figures once the test set was evaluated
+    (null until then)."""
     records = [r.to_dict() for r in run.history]
     last = run.history[-1]
+    test_loss, test_accuracy = run.test or (None, None)
     summary = {
         "dataset": run.dataset.name,
         "synthetic": run.dataset.synthetic,
         "device": str(run.device),
         "threads": torch.get_num_threads(),
+        "train_images": len(run.train_y),
+        "val_images": len(run.val_y),
         "test_images": len(run.test_y),
-        "test_accuracy": last.test_accuracy,
-        "test_loss": last.test_loss,
+        "val_accuracy": last.val_accuracy,
+        "val_loss": last.val_loss,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
         "epochs": records,
     }
     _write_json(out_dir / "metrics.json", summary)

@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
 
-from archcalc.extras import require
+from archcalc.extras import TORCH_ONLY, require
 
-require("torch", "training")
+require("torch", "training", needs=TORCH_ONLY)
 
 import numpy as np
 import torch

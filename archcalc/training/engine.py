@@ -38,9 +38,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from archcalc.extras import require
+from archcalc.extras import TORCH_ONLY, require
 
-require("torch", "training")
+require("torch", "training", needs=TORCH_ONLY)
 
 import torch
 import torch.nn.functional as F

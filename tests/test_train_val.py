@@ -183,7 +183,7 @@ def test_the_quick_verdict_is_judged_on_validation_images(tmp_path, tiny):
     assert result.exit_code in (0, 1), result.output
     verdict = next(l for l in result.stdout.splitlines() if l.startswith(("✓", "✗")))
     assert "validation accuracy" in verdict and "on 500 images" in verdict
-    assert "evaluated once at the end" in result.stdout
+    assert "test images of synthetic data (evaluated once, at the end; validation " in result.stdout
     off = cli("train", "--quick", "synthetic", "--spec", tiny, "--val-split", "0",
               "--out", tmp_path / "off")
     verdict = next(l for l in off.stdout.splitlines() if l.startswith(("✓", "✗")))

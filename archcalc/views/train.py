@@ -108,9 +108,9 @@ def result_lines(job: Job, result, verdict: Optional[LearningVerdict]) -> list:
     images = sum(r.images_per_second * r.seconds for r in result.history)
     data = "synthetic data" if job.dataset.synthetic else job.dataset.name
     val = "" if result.val_accuracy is None else \
-        f" (validation {result.val_accuracy:.2%} on {result.val_images:,} images)"
-    lines = [f"test accuracy {result.test_accuracy:.2%} on {result.test_images:,} {data} test "
-             f"images, evaluated once at the end{val} after "
+        f"; validation {result.val_accuracy:.2%} on {result.val_images:,} images"
+    lines = [f"test accuracy {result.test_accuracy:.2%} on the {result.test_images:,} test images "
+             f"of {data} (evaluated once, at the end{val}) after "
              f"{trained_for(result.history, job.capped)} · training {seconds:,.0f} s at "
              f"{images / max(seconds, 1e-9):,.0f} images/s on {result.device} · "
              f"{printable(job.spec_name)}: {job.params:,} params, {job.macs:,} MACs per image"]

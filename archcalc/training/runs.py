@@ -353,19 +353,8 @@ class Job:
         return self.config.max_steps_per_epoch is not None and self.config.max_steps_per_epoch < full
 
     @property
-    def n_val(self) -> int:
-        """Validation images scored each epoch (capped as the test set is)."""
-        count = self.config.val_split or 0
-        return min(count, self.config.max_test_images or count)
-
-    @property
     def n_train(self) -> int:
         return len(self.dataset.train_y) - (self.config.val_split or 0)
-
-    @property
-    def n_test(self) -> int:
-        count = len(self.dataset.test_y)
-        return min(count, self.config.max_test_images or count)
 
     def learning_verdict(self, result) -> Optional[LearningVerdict]:
         """For quick runs trained whole in this process: a resumed run lacks its first steps.

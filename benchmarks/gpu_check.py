@@ -38,6 +38,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -260,7 +261,7 @@ class Steps:
             code, err, out = 124, f"timed out after {stop.timeout:.0f} s", ""
         row.seconds = time.monotonic() - started
         row.peak_bytes = _peak(peaks, "rss" if self.device == "cpu" else "cuda")
-        return code, _last_line(err) or _last_line(out), out
+        return code, _message(err) or _last_line(out), out
 
 
 def _peak(folder: Path, kind: str) -> Optional[int]:
@@ -274,6 +275,23 @@ def _read_json(path: Path):
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+# torchrun's own lines around a failure: banners, its glog-style log lines, its thread note
+NOISE = re.compile(r"^([*=\-]+|[WEI]\d{4} .*|Setting OMP_NUM_THREADS.*)$")
+
+
+def _message(stderr: str) -> str:
+    """The line that says what went wrong: archcalc's one line, or the first line of a
+    traceback's error, before torchrun's report of which rank failed."""
+    lines = [l.strip() for l in (stderr or "").splitlines() if l.strip()]
+    lines = [l for l in lines if not NOISE.match(l)]
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback"):
+        ends = [l for l in lines if not l.startswith(("Traceback", "File ", "^")) and ":" in l]
+        return (ends[0] if ends else lines[-1])[:160]
+    return lines[0][:160]
 
 
 def _last_line(text: str) -> str:

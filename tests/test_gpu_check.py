@@ -58,3 +58,20 @@ def test_the_table_aligns_and_leaves_unknowns_blank():
     assert lines[2].split() == ["verify", "x", "agrees", "3", "MiB", "1.2"]
     assert lines[3].split() == ["train", "ok", "12,346", "61.23%", "1,024", "MiB", "61.0"]
     assert len({len(l) for l in lines[:2]}) == 1      # the rule is as wide as the header
+
+
+def test_a_failed_step_is_named_by_its_cause_not_by_torchruns_report():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    stderr = ("\n*****\nSetting OMP_NUM_THREADS environment variable for each process to be 1\n*****\n"
+              "run: another archcalc train is using this folder right now\n"
+              "W1129 16:04:50.632000 11261 torch/distributed/elastic/api.py:1028] Sending SIGTERM\n"
+              "Traceback (most recent call last):\n  File \"run.py\", line 1, in <module>\n"
+              "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n"
+              "============================================================\narchcalc FAILED\n")
+    assert gpu_check._message(stderr) == "run: another archcalc train is using this folder right now"
+    crash = "Traceback (most recent call last):\n  File \"x.py\", line 3, in f\n    g()\nRuntimeError: CUDA error: out of memory\n"
+    assert gpu_check._message(crash) == "RuntimeError: CUDA error: out of memory"

@@ -916,6 +916,11 @@ def train(
     compile: Annotated[Optional[bool], typer.Option(
         "--compile", help="torch.compile the model (worth it on CUDA).",
         show_default=train_default("compile"))] = None,
+    val_split: Annotated[Optional[int], typer.Option(
+        "--val-split", min=0, help="Training images held out for validation, a count: every "
+        "epoch and the verdict are scored on them; the test set is evaluated once, at the end. "
+        "0: none (the verdict then uses the test set). Seeded by --seed.",
+        show_default="a tenth of the training images: 5,000 for cifar10")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(
         "--data-dir", help="Where the data set's files are (else $ARCHCALC_DATA, else the "
         "user cache folder).")] = None,
@@ -948,7 +953,7 @@ def train(
     from archcalc.training import distributed, options
     chosen = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum,
               "nesterov": nesterov, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
-              "augment": augment, "seed": seed, "sync_bn": sync_bn,
+              "augment": augment, "seed": seed, "sync_bn": sync_bn, "val_split": val_split,
               "optimizer": optimizer.value if optimizer else None,
               "schedule": schedule.value if schedule else None}
     device = device or options.default("device")

@@ -2,14 +2,15 @@
 
 `archcalc table`, `compare` and the text exports need only the light install. Building,
 verifying and training a model need the ``torch`` extra (PyTorch, fvcore, NumPy), plots the
-``plot`` extra (matplotlib). A command that needs a missing extra stops with one line saying
+``plot`` extra (matplotlib); building and training use only its PyTorch and NumPy (a GPU
+machine may have no fvcore), so only verifying asks for fvcore. A command that needs a missing extra stops with one line saying
 what to install, PyTorch first: ``pip install 'archcalc[torch]'`` alone would let pip pick a
 PyTorch build, which on most machines is a CUDA build of several GB.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from archcalc.errors import ArchcalcError
 
@@ -26,10 +27,15 @@ class MissingExtra(ArchcalcError):
     """An optional part of archcalc that this installation lacks (exit 2 at the CLI)."""
 
 
-def require(extra: str, what: str) -> None:
-    """Raise MissingExtra, naming the install lines, unless ``extra``'s modules import."""
+# What building and training a model use of the torch extra: everything but fvcore.
+TORCH_ONLY = ("torch", "numpy")
+
+
+def require(extra: str, what: str, needs: Optional[Tuple[str, ...]] = None) -> None:
+    """Raise MissingExtra, naming the install lines, unless ``extra``'s modules (or those of
+    them in ``needs``) import."""
     modules, names, how = EXTRAS[extra]
-    missing = [m for m in modules if not _importable(m)]
+    missing = [m for m in (needs or modules) if not _importable(m)]
     if missing:
         raise MissingExtra(f"{what} needs {names}, and this installation lacks "
                            f"{', '.join(missing)}: {how}")

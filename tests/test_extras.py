@@ -50,3 +50,25 @@ def test_table_and_compare_run_without_torch_or_matplotlib():
                  ["table", "googlenet", "-f", "json"]):
         result = run_without(["torch", "fvcore", "matplotlib", "numpy"], *args)
         assert result.returncode == 0, result.stderr
+
+
+def test_verify_without_fvcore_names_it_in_one_line(tmp_path):
+    result = run_without(["fvcore"], "verify", "cifar-cnn", "--device", "cpu", tmp_path=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "lacks fvcore" in lines[0]
+
+
+TINY = ("name: tiny\ninput: [3, 32, 32]\nlayers:\n"
+        "  conv1: [conv: {out: 4, kernel: 3, stride: 2, padding: valid}, batchnorm: {act: relu}]\n"
+        "  pool: [maxpool: {kernel: 3}]\n  flatten: flatten\n  classify: [linear: {out: 10}]\n")
+
+
+@pytest.mark.slow       # a fresh interpreter that imports torch and trains: about 5 s
+def test_training_needs_no_fvcore(tmp_path):
+    """A GPU machine may lack fvcore: building and training use only PyTorch and NumPy."""
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    result = run_without(["fvcore"], "train", "synthetic", "--spec", "tiny.yaml", "--epochs", "1",
+                         "--batch-size", "500", "--out", "run", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run" / "model.pt").is_file()

@@ -75,15 +75,17 @@ def test_loss_falls_and_every_output_file_is_written(tmp_path):
     assert metrics["dataset"] == "synthetic" and metrics["synthetic"] is True and metrics["test_images"] == 128
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+    assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                             "seconds", "images_per_second", "lr", "steps", "images"}
-    assert [(int(r["steps"]), int(r["images"])) for r in rows] == [(512 // 32, 512)] * 3
+    # a tenth of the 512 training images (51) is held out for validation by default
+    assert metrics["train_images"] == 461 and metrics["val_images"] == 51
+    assert [(int(r["steps"]), int(r["images"])) for r in rows] == [(461 // 32, 461 // 32 * 32)] * 3
     assert metrics["threads"] == cpu_threads()      # 1, unless $ARCHCALC_THREADS says otherwise
-    assert load_config(tmp_path) == config(epochs=3, lr=1e-2)
+    assert load_config(tmp_path) == config(epochs=3, lr=1e-2, val_split=51)   # the count, resolved
     restored = small_net(seed=1)
     restored.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
     assert_same_weights(restored, model)
-    assert steps[-1].step == steps[-1].steps == 512 // 32 and steps[-1].epoch == steps[-1].epochs == 3
+    assert steps[-1].step == steps[-1].steps == 461 // 32 and steps[-1].epoch == steps[-1].epochs == 3
 
 
 def test_a_seeded_cpu_run_repeats_exactly(tmp_path):
@@ -109,7 +111,7 @@ def press_ctrl_c_at(epoch: int, step: int):
 @pytest.mark.parametrize("interrupt", [
     {"on_epoch": interrupt_after_epoch_1},        # 1 epoch + resume 1 epoch
     {"on_step": press_ctrl_c_at(1, 5)},           # a real Ctrl-C in the middle of epoch 1
-    {"on_step": press_ctrl_c_at(2, 16)},          # after the last step, before evaluation
+    {"on_step": press_ctrl_c_at(2, 14)},          # after the last step, before evaluation
 ])
 def test_resume_matches_an_uninterrupted_run(tmp_path, interrupt):
     whole = small_net()

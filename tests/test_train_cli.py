@@ -25,7 +25,7 @@ def test_quick_synthetic_run_says_it_learns_and_names_the_data(tmp_path):
     assert "SYNTHETIC data" in result.stdout
     assert "✓ it learns" in result.stdout
     assert "after 1 epoch ·" in result.stdout
-    steps = 5_000 // 64     # the synthetic training set in batches of 64
+    steps = 4_500 // 64     # the synthetic training set less its 500 validation images, in batches of 64
     progress = [l for l in result.stdout.splitlines() if l.startswith("epoch 1/1 · step ")]
     assert [l.split()[4] for l in progress] == [f"{k}/{steps}" for k in range(1, steps + 1)]
     assert all(" loss " in l and " acc " in l and l.endswith(" images/s") for l in progress)
@@ -60,7 +60,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert "continuing cifar-cnn" in result.stdout
     a = json.loads((straight / "metrics.json").read_text())
     b = json.loads((stopped / "metrics.json").read_text())
-    assert [e["test_accuracy"] for e in a["epochs"]] == [e["test_accuracy"] for e in b["epochs"]]
+    assert [e["val_accuracy"] for e in a["epochs"]] == [e["val_accuracy"] for e in b["epochs"]]
+    assert a["test_accuracy"] == b["test_accuracy"] and b["val_images"] == 500
     assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
 
 
@@ -158,7 +159,8 @@ def test_help_shows_train_configs_defaults():
         assert match, f"{option} shows no default"
         parts = match.group(1).split("; ")
         expected = f"${'ARCHCALC_THREADS'}, else {DEFAULT_THREADS}" if field.name == "threads" \
-            else shown(field.default)
+            else f"a tenth of the training images: {50_000 // 10:,} for cifar10" \
+            if field.name == "val_split" else shown(field.default)
         assert parts[0] == expected, option
         if field.name in QUICK_DEFAULTS:
             assert f"{shown(QUICK_DEFAULTS[field.name])} with --quick" in parts, option

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
 
-from archcalc.extras import require
+from archcalc.extras import TORCH_ONLY, require
 
-require("torch", "building a PyTorch model")
+require("torch", "building a PyTorch model", needs=TORCH_ONLY)
 
 import torch
 from torch import nn

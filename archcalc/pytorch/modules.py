@@ -1,9 +1,9 @@
 """The few torch modules that PyTorch does not have as such. Imported only by the torch path."""
 from __future__ import annotations
 
-from archcalc.extras import require
+from archcalc.extras import TORCH_ONLY, require
 
-require("torch", "building a PyTorch model")
+require("torch", "building a PyTorch model", needs=TORCH_ONLY)
 
 import torch
 from torch import nn

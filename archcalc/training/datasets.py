@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Union
 
-from archcalc.extras import require
+from archcalc.extras import TORCH_ONLY, require
 
-require("torch", "training")
+require("torch", "training", needs=TORCH_ONLY)
 
 import numpy as np
 import torch
@@ -627,6 +627,33 @@ def make_synthetic(train: int = 5000, test: int = 1000, seed: int = 0) -> Datase
     test_x, test_y = images(test)
     return Dataset("synthetic", [f"class{i}" for i in range(10)], train_x, train_y, test_x, test_y,
                    synthetic=True)
+
+
+# -------------------------------------------------------------------------------- validation split
+
+def hold_out(labels: torch.Tensor, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, validation) indices into ``labels``, disjoint, together all of them, each in
+    ascending order: ``count`` images held out in proportion to the classes, chosen at random
+    from ``seed`` (the same seed, the same split).
+
+    Each class is shuffled; an image's place in its class's shuffle, as a fraction of the
+    class's size, ranks it, and the ``count`` lowest ranks are held out: every class gives up
+    its share (to within one image) whatever the count, with no per-class rounding to repair.
+    """
+    n = len(labels)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=generator)
+    shuffled = labels[order]
+    sizes = torch.bincount(shuffled)
+    by_class = torch.sort(shuffled, stable=True).indices           # positions, grouped by class
+    place = torch.empty(n, dtype=torch.float64)
+    starts = torch.cumsum(sizes, 0) - sizes
+    place[by_class] = (torch.arange(n) - starts.repeat_interleave(sizes)).double()
+    rank = (place + 0.5) / sizes[shuffled].double()
+    chosen = order[torch.sort(rank, stable=True).indices[:count]]
+    held = torch.zeros(n, dtype=torch.bool)
+    held[chosen] = True
+    return (~held).nonzero().flatten(), held.nonzero().flatten()
 
 
 # ---------------------------------------------------------------------------- batch transformation

@@ -4,10 +4,15 @@
 and writes into one output folder:
 
 - ``config.json``: the resolved :class:`TrainConfig`;
-- ``metrics.csv`` and ``metrics.json``: one record per finished epoch (rewritten after each);
+- ``metrics.csv`` and ``metrics.json``: one record per finished epoch (rewritten after each),
+  scored on the validation images; ``metrics.json`` gets the test set's score at the end;
 - ``checkpoint.pt``: everything needed to continue exactly (weights, optimizer, scheduler, RNG
   states, position in the epoch, metrics so far), saved after every epoch and on Ctrl-C;
 - ``model.pt``: the final ``state_dict``.
+
+Validation and test: ``config.val_split`` training images (a tenth by default) are held out,
+seeded (:func:`~archcalc.training.datasets.hold_out`), and score every epoch; the test set is
+evaluated once, after the last epoch, so that nothing is chosen on it.
 
 Every file is written whole (:func:`archcalc.files.write_atomic`), so an interrupted run never
 leaves half a file. The engine never prints: the CLI draws progress from
@@ -37,13 +42,13 @@ import math
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from archcalc.extras import require
+from archcalc.extras import TORCH_ONLY, require
 
-require("torch", "training")
+require("torch", "training", needs=TORCH_ONLY)
 
 import torch
 import torch.nn.functional as F
@@ -52,15 +57,18 @@ from archcalc.errors import ArchcalcError
 from archcalc.files import write_atomic
 from archcalc.pytorch.devices import resolve_device, torch_threads
 from archcalc.training.checkpoints import check_state, equal
-from archcalc.training.datasets import BatchTransform, Dataset, channel_stats
+from archcalc.training.datasets import BatchTransform, Dataset, channel_stats, hold_out
 from archcalc.training.distributed import Peers, sync_batchnorm, sync_bn_note
-from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig, default  # noqa: F401 (re-exported)
+from archcalc.training.options import DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig, default, val_count  # noqa: F401 (re-exported)
 
 # Running loss and accuracy reach on_step every this many steps: reading them back from the
 # device (.item()) stalls a CUDA pipeline, and a progress bar needs no more.
 REFRESH_EVERY = 10
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2   # 2: epochs scored on validation images (val_loss, val_accuracy)
 EVAL_BATCH = 256    # evaluation's batch, at least: no gradients, so larger batches are cheap
+# Mixed precision by device type: bf16 autocast on CUDA (no loss scaling needed, unlike fp16);
+# none on the CPU, where bf16 is slower on most processors. Losses are taken in float32.
+AUTOCAST = {"cuda": torch.bfloat16}
 
 
 @dataclass
@@ -82,13 +90,14 @@ class StepInfo:
 @dataclass
 class EpochRecord:
     """One finished epoch. ``train_loss`` is the optimized objective (label smoothing and
-    auxiliary heads included); ``test_loss`` is plain cross-entropy of the main output."""
+    auxiliary heads included); ``val_loss`` is plain cross-entropy of the main output on the
+    validation images (None, as ``val_accuracy``, when none are held out)."""
 
     epoch: int
     train_loss: float
     train_accuracy: float
-    test_loss: float
-    test_accuracy: float
+    val_loss: Optional[float]
+    val_accuracy: Optional[float]
     seconds: float
     images_per_second: float
     lr: float
@@ -101,13 +110,19 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
-    """What a finished run returns; the same numbers are in ``out_dir/metrics.json``."""
+    """What a finished run returns; the same numbers are in ``out_dir/metrics.json``. The test
+    figures come from the one evaluation of the test set, after the last epoch; the validation
+    figures are the last epoch's (None without validation images)."""
 
     out_dir: Path
     history: list[EpochRecord]
     test_accuracy: float
     test_loss: float
     device: str
+    val_accuracy: Optional[float] = None
+    val_loss: Optional[float] = None
+    val_images: int = 0
+    test_images: int = 0
 
 
 class StepFailed(Exception):
@@ -164,6 +179,7 @@ def train(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, out_dir
     if peers is not None:
         out_dir = peers.from_leader(str(out_dir) if peers.rank == 0 else None)
     out_dir = Path(out_dir)
+    config = replace(config, val_split=val_count(config.val_split, dataset.name, len(dataset.train_y)))
     device = peers.device if peers is not None else resolve_device(config.device)[0]
     with torch_threads(device, config.threads):
         return _train(model, dataset, config, out_dir, device, head_weights or {}, on_step,
@@ -196,6 +212,11 @@ def _train(model, dataset, config, out_dir: Path, device, head_weights, on_step,
                     _write_metrics(out_dir, run)
                 if on_epoch:
                     on_epoch(record)
+            run.check_stop(stop_requested)      # every process's signal, under torchrun
+            run.test = run.evaluate(run.test_x, run.test_y, run.test_count, stop_requested,
+                                    "the test")
+            if leader:
+                _write_metrics(out_dir, run)
         except (KeyboardInterrupt, StepFailed) as stop:
             # Signals stay deferred here (still inside the block): the write finishes whole.
             state = run.state_dict()
@@ -211,7 +232,8 @@ def _train(model, dataset, config, out_dir: Path, device, head_weights, on_step,
         if leader:
             _write_torch(out_dir / "model.pt", run.model.state_dict())
     last = run.history[-1]
-    return TrainResult(out_dir, run.history, last.test_accuracy, last.test_loss, str(run.device))
+    return TrainResult(out_dir, run.history, run.test[1], run.test[0], str(run.device),
+                       last.val_accuracy, last.val_loss, run.val_count, run.test_count)
 
 
 class _Run:
@@ -232,11 +254,6 @@ class _Run:
                                 f"this run has {processes}")
         if config.sync_bn:
             sync_bn_note(model, device.type)    # refused on the CPU, where it would matter
-        if processes > 1 and config.global_batch > len(dataset.train_y):
-            raise ArchcalcError(f"a step of {processes} processes × {config.batch_size} images "
-                                f"needs {config.global_batch:,} training images; "
-                                f"{dataset.name} has {len(dataset.train_y):,}: use fewer "
-                                f"processes or a smaller --batch-size")
         self.model = sync_batchnorm(model) if config.sync_bn and peers else model
         # channels_last (NHWC) suits the convolution kernels of GPUs and of oneDNN on CPU: the
         # notes' CNN trains about 20% faster this way on a 2-core CPU (best of 12 rounds each).
@@ -244,23 +261,35 @@ class _Run:
         self.model.to(device, memory_format=self.memory_format)
         self.forward = peers.wrap(self.model) if peers else self.model
         self.forward = torch.compile(self.forward) if config.compile else self.forward
-        # Under torchrun, testing uses the plain module: DDP's forward broadcasts buffers, a
-        # collective, and the processes' shares of the test set differ in batches by one.
+        # Under torchrun, evaluation uses the plain module: DDP's forward broadcasts buffers, a
+        # collective, and the processes' shares of the held-out images differ in batches by one.
         self.test_forward = self.model if peers else self.forward
         # this process's share of every step's global batch
         self.mine = slice(peers.rank * config.batch_size, (peers.rank + 1) * config.batch_size) \
             if peers else slice(None)
         self.agreed_signal: Optional[int] = None
-        test_x, test_y = _test_subset(dataset, config.max_test_images)
-        self.test_count = len(test_y)
-        if peers:
-            test_x, test_y = test_x[peers.part(len(test_y))], test_y[peers.part(len(test_y))]
-        self.train_x, self.train_y, self.test_x, self.test_y = (
-            _to_device(t, device) for t in (dataset.train_x, dataset.train_y, test_x, test_y))
-        mean, std = (s.to(device) for s in channel_stats(dataset.train_x))
+        # The split follows from the count and the seed: the same on every process.
+        train_idx, val_idx = hold_out(dataset.train_y, config.val_split, config.seed)
+        val_idx = _spread(val_idx, config.max_test_images)
+        test_idx = _spread(torch.arange(len(dataset.test_y)), config.max_test_images)
+        self.val_count, self.test_count = len(val_idx), len(test_idx)    # over all processes
+        if peers:       # each process evaluates its share of the held-out images
+            val_idx, test_idx = val_idx[peers.part(len(val_idx))], test_idx[peers.part(len(test_idx))]
+        if processes > 1 and config.global_batch > len(train_idx):
+            raise ArchcalcError(f"a step of {processes} processes × {config.batch_size} images "
+                                f"needs {config.global_batch:,} training images; "
+                                f"{dataset.name} has {len(train_idx):,} after the validation "
+                                f"split: use fewer processes or a smaller --batch-size")
+        train_x = dataset.train_x[train_idx]
+        mean, std = (s.to(device) for s in channel_stats(train_x))   # of the training images only
+        self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y = (
+            _to_device(t, device) for t in (
+                train_x, dataset.train_y[train_idx], dataset.train_x[val_idx],
+                dataset.train_y[val_idx], dataset.test_x[test_idx], dataset.test_y[test_idx]))
+        self.test: Optional[tuple[float, float]] = None    # (loss, accuracy), after the last epoch
         self.train_transform = BatchTransform(mean, std, augment=config.augment)
         self.test_transform = BatchTransform(mean, std, augment=False)
-        self.steps = min(max(1, len(dataset.train_y) // config.global_batch),
+        self.steps = min(max(1, len(self.train_y) // config.global_batch),
                          config.max_steps_per_epoch or math.inf)
         self.optimizer = _make_optimizer(self.model, config)
         self.scheduler = _make_scheduler(self.optimizer, config, config.epochs * self.steps)
@@ -299,9 +328,11 @@ class _Run:
                     raise KeyboardInterrupt
         finally:
             self.seconds += time.perf_counter() - started
-        test_loss, test_accuracy = self.evaluate(stop_requested)
+        val_loss, val_accuracy = self.evaluate(self.val_x, self.val_y, self.val_count,
+                                               stop_requested, f"epoch {self.epoch + 1}'s validation") \
+            if self.val_count else (None, None)
         loss_sum, correct, seen = self._running_totals()
-        record = EpochRecord(self.epoch + 1, loss_sum / seen, correct / seen, test_loss, test_accuracy,
+        record = EpochRecord(self.epoch + 1, loss_sum / seen, correct / seen, val_loss, val_accuracy,
                              self.seconds, seen / max(self.seconds, 1e-9), self.lr, self.steps, seen)
         self.history.append(record)
         self.epoch, self.step = self.epoch + 1, 0
@@ -395,18 +426,25 @@ class _Run:
                         seen / max(elapsed, 1e-9), refresh)
 
     @torch.inference_mode()
-    def evaluate(self, stop_requested: Callable[[], bool] = lambda: False) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy of the main output over the (capped) test set."""
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor, total: int,
+                 stop_requested: Callable[[], bool] = lambda: False,
+                 what: str = "the evaluation") -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of the main output over held-out images: ``total``
+        of them in all, of which ``images`` and ``labels`` are this process's share under
+        torchrun (the sums are reduced over the processes; ``what`` names the pass if one
+        fails)."""
         self.model.eval()
-        count = len(self.test_y)    # this process's share under torchrun
+        count = len(labels)    # this process's share under torchrun
+        if not total:   # a data set without test images (benchmarks/quick_lr.py keeps it unseen)
+            return math.nan, math.nan
         batch = max(self.config.batch_size, EVAL_BATCH)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         failure = None
         try:
             for start in range(0, count, batch):
-                x = self.test_transform(self.test_x[start:min(start + batch, count)])
-                y = self.test_y[start:min(start + batch, count)]
+                x = self.test_transform(images[start:min(start + batch, count)])
+                y = labels[start:min(start + batch, count)]
                 with self._autocast():
                     logits = _as_logits(_split_output(self.test_forward(x.contiguous(memory_format=self.memory_format)))[0],
                                         self.dataset.num_classes)
@@ -422,11 +460,12 @@ class _Run:
             loss_sum, correct, failed = self.peers.sum(
                 loss_sum, correct, torch.tensor(self.peers.rank + 1 if failure else 0))
             if failed:
-                raise StepFailed(failure, int(failed.item()) - 1, f"epoch {self.epoch + 1}'s test")
-        return loss_sum.item() / self.test_count, correct.item() / self.test_count
+                raise StepFailed(failure, int(failed.item()) - 1, what)
+        return loss_sum.item() / total, correct.item() / total
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+        dtype = AUTOCAST.get(self.device.type)
+        return torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
     def _rng_state(self) -> tuple:
         return (torch.get_rng_state(), self.generator.get_state(),
@@ -477,14 +516,13 @@ class _Run:
         self.history = [EpochRecord(**r) for r in state["history"]]
 
 
-def _test_subset(dataset: Dataset, limit: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test set, or ``limit`` images evenly spaced over it: test files may be sorted by
+def _spread(index: torch.Tensor, limit: Optional[int]) -> torch.Tensor:
+    """``index``, or ``limit`` of its entries evenly spaced over it: test files may be sorted by
     class (the rebuilt CIFAR-10 is), so its first N images would all be airplanes."""
-    count = len(dataset.test_y)
+    count = len(index)
     if not limit or limit >= count:
-        return dataset.test_x, dataset.test_y
-    index = torch.arange(limit) * count // limit
-    return dataset.test_x[index], dataset.test_y[index]
+        return index
+    return index[torch.arange(limit) * count // limit]
 
 
 def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -589,6 +627,10 @@ def _read_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     except Exception as exc:  # torch.load fails in many ways on a damaged file; all mean the same
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ArchcalcError(f"{path}: cannot read the checkpoint: {first}") from None
+    if isinstance(state, dict) and type(state.get("format")) is int and 0 < state["format"] < CHECKPOINT_FORMAT:
+        raise ArchcalcError(f"{path}: written by an older archcalc (checkpoint format "
+                            f"{state['format']}, now {CHECKPOINT_FORMAT}), which scored epochs on "
+                            f"the test set; start the run again")
     if not isinstance(state, dict) or not equal(state.get("format"), CHECKPOINT_FORMAT):
         raise ArchcalcError(f"{path}: not an archcalc training checkpoint")
     if not isinstance(state.get("config"), dict):
@@ -619,17 +661,24 @@ def _write_torch(path: Path, obj: Any) -> None:
 
 
 def _write_metrics(out_dir: Path, run: _Run) -> None:
+    """Per epoch, the validation figures; the test figures once the test set was evaluated
+    (null until then)."""
     records = [r.to_dict() for r in run.history]
     last = run.history[-1]
+    test_loss, test_accuracy = run.test or (None, None)
     summary = {
         "dataset": run.dataset.name,
         "synthetic": run.dataset.synthetic,
         "device": str(run.device),
         "threads": torch.get_num_threads(),
         "processes": run.config.processes,
+        "train_images": len(run.train_y),
+        "val_images": run.val_count,
         "test_images": run.test_count,
-        "test_accuracy": last.test_accuracy,
-        "test_loss": last.test_loss,
+        "val_accuracy": last.val_accuracy,
+        "val_loss": last.val_loss,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
         "epochs": records,
     }
     _write_json(out_dir / "metrics.json", summary)

@@ -16,7 +16,7 @@ from archcalc.core.ops import fmt_shape
 from archcalc.errors import ArchcalcError, Position
 from archcalc.files import write_atomic
 from archcalc.pytorch.devices import cpu_threads
-from archcalc.training.options import CAPPED_BATCH, QUICK_DEFAULTS, TrainConfig, default
+from archcalc.training.options import CAPPED_BATCH, QUICK_DEFAULTS, TrainConfig, default, val_count
 
 DEFAULT_SPEC = {"cifar10": "cifar-cnn", "fashion-mnist": "fashion-cnn", "synthetic": "cifar-cnn"}
 RUN_FILE = "run.json"
@@ -280,7 +280,8 @@ class LossTrend:
 
 @dataclass
 class LearningVerdict:
-    """Did a quick run learn? Its test accuracy beat chance by more than a guesser's noise
+    """Did a quick run learn? Its held-out accuracy (on the validation images; on the test set
+    only when no validation images were held out) beat chance by more than a guesser's noise
     (NOISE_SIGMAS σ of a guess's accuracy on n_test images it never trained on) and its training
     loss did not rise by more than noise. Held-out accuracy is the evidence: a heavy spec's
     50 steps can lift it far beyond chance while the loss of a few small batches still moves
@@ -288,10 +289,11 @@ class LearningVerdict:
     and a loss 2.21 → 2.10 within a margin of 0.58). Whether the loss fell is reported beside."""
 
     loss: LossFall
-    test_accuracy: float
+    test_accuracy: float            # of the held-out images named by ``held_out``
     chance: float
     chance_margin: float
     n_test: int
+    held_out: str = "validation"    # or "test"
 
     @property
     def beat_chance(self) -> bool:
@@ -302,11 +304,11 @@ class LearningVerdict:
         return self.beat_chance and not self.loss.rose
 
 
-def learning_verdict(loss: LossFall, test_accuracy: float, num_classes: int,
-                     n_test: int) -> LearningVerdict:
+def learning_verdict(loss: LossFall, accuracy: float, num_classes: int, n_images: int,
+                     held_out: str = "validation") -> LearningVerdict:
     chance = 1 / num_classes
-    margin = NOISE_SIGMAS * math.sqrt(chance * (1 - chance) / n_test)
-    return LearningVerdict(loss, test_accuracy, chance, margin, n_test)
+    margin = NOISE_SIGMAS * math.sqrt(chance * (1 - chance) / n_images)
+    return LearningVerdict(loss, accuracy, chance, margin, n_images, held_out)
 
 
 # --- a run put together: spec, data, model, configuration, folder ---------------------------
@@ -354,20 +356,23 @@ class Job:
     @property
     def capped(self) -> bool:
         """Whether each epoch stops short of a whole pass over the training set."""
-        full = max(1, len(self.dataset.train_y) // self.config.global_batch)
+        full = max(1, self.n_train // self.config.global_batch)
         return self.config.max_steps_per_epoch is not None and self.config.max_steps_per_epoch < full
 
     @property
-    def n_test(self) -> int:
-        count = len(self.dataset.test_y)
-        return min(count, self.config.max_test_images or count)
+    def n_train(self) -> int:
+        return len(self.dataset.train_y) - (self.config.val_split or 0)
 
     def learning_verdict(self, result) -> Optional[LearningVerdict]:
-        """For quick runs trained whole in this process: a resumed run lacks its first steps."""
+        """For quick runs trained whole in this process: a resumed run lacks its first steps.
+        Judged on the validation images; on the test set only when none were held out."""
         fall = self.trend.fall()
         if not self.info.quick or self.resume or fall is None:
             return None
-        return learning_verdict(fall, result.test_accuracy, self.dataset.num_classes, self.n_test)
+        if result.val_accuracy is not None:
+            return learning_verdict(fall, result.val_accuracy, self.dataset.num_classes, result.val_images)
+        return learning_verdict(fall, result.test_accuracy, self.dataset.num_classes,
+                                result.test_images, "test")
 
 
 def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quick: bool,
@@ -401,12 +406,14 @@ def new_job(dataset_name: str, spec: Optional[str], variant: Optional[str], quic
         claim, created, out_dir = None, False, None
     try:
         dataset = load_dataset(dataset_name, data_dir, download, on_download)
+        # the count held out goes into config.json, so --resume holds out the same images
+        config = replace(config, val_split=val_count(config.val_split, dataset_name, len(dataset.train_y)))
         info = RunInfo(str(Path(path).resolve()), variant, dataset_name,
                        str(data_dir) if data_dir else None, heads=False, quick=quick,
                        settings=dict(settings or {}))
         job = _assemble(info, dataset, config, out_dir, resume=False, peers=peers)
         if quick:
-            plan = quick_plan(job.macs, len(dataset.train_y), len(dataset.test_y),
+            plan = quick_plan(job.macs, job.n_train, len(dataset.test_y),
                               chosen.get("batch_size"), resolve_device(device)[0].type)
             job.config = replace(config, max_steps_per_epoch=plan.max_steps,
                                  max_test_images=plan.max_test_images, batch_size=plan.batch_size)
@@ -475,6 +482,7 @@ def resume_job(out_dir: Path, dataset_name: str, device: str, compile: bool, dat
                          threads=cpu_threads(threads))
         config = shared_batch(config, peers.size if peers else 1, Path(out_dir))
         dataset = load_dataset(dataset_name, data_dir or info.data_dir)
+        config = replace(config, val_split=val_count(config.val_split, dataset_name, len(dataset.train_y)))
         # No checkpoint yet: the run stopped before its first one, and starts over; its model
         # is built from the same seed, so it ends where an uninterrupted run ends.
         started = (Path(out_dir) / CHECKPOINT_FILE).exists()

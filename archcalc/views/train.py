@@ -26,7 +26,7 @@ def header(job: Job) -> str:
                 _batch(c), rate, f"augment {'on' if c.augment else 'off'}"]
     return (f"{'continuing' if job.resume else 'training'} {printable(job.spec_name)} "
             f"({job.params:,} params, {job.macs:,} MACs per image) on {kind}: "
-            f"{len(data.train_y):,} training and {len(data.test_y):,} test images · "
+            f"{_split(job.n_train, job.config.val_split or 0, len(data.test_y))} · "
             f"{' · '.join(settings)} → {printable(str(job.out_dir))}")
 
 
@@ -39,14 +39,20 @@ def _batch(c) -> str:
             f"DistributedDataParallel{sync})")
 
 
+def _split(train: int, val: int, test: int) -> str:
+    if not val:
+        return f"{train:,} training (no validation) and {test:,} test images"
+    return f"{train:,} training, {val:,} validation and {test:,} test images"
+
+
 def quick_note(plan: Optional[QuickPlan]) -> Optional[str]:
     """What --quick capped and why, when it capped anything."""
     if plan is None or not plan.capped:
         return None
     return (f"--quick on {plan.device}: {plan.macs / 1e6:,.0f}M multiply-adds per image is too "
             f"much for a whole pass, so training stops after {plan.max_steps} steps of "
-            f"{plan.batch_size} ({plan.max_steps * plan.batch_size:,} images) and testing uses "
-            f"{plan.max_test_images:,} of {plan.n_test:,} images")
+            f"{plan.batch_size} ({plan.max_steps * plan.batch_size:,} images) and validation and "
+            f"testing use at most {plan.max_test_images:,} images each")
 
 
 def progress_line(info) -> str:
@@ -73,9 +79,11 @@ class ProgressLines:
 
 
 def epoch_line(r) -> str:
+    """One finished epoch, scored on the validation images (the test set waits for the end)."""
+    val = "no validation images" if r.val_accuracy is None else \
+        f"val loss {r.val_loss:.4f} acc {r.val_accuracy:.2%}"
     return (f"epoch {r.epoch}: train loss {r.train_loss:.4f} acc {r.train_accuracy:.2%} · "
-            f"test loss {r.test_loss:.4f} acc {r.test_accuracy:.2%} · {r.seconds:.0f} s · "
-            f"{r.images_per_second:,.0f} images/s")
+            f"{val} · {r.seconds:.0f} s · {r.images_per_second:,.0f} images/s")
 
 
 def trained_for(history, capped: bool) -> str:
@@ -98,7 +106,7 @@ def verdict_line(v: LearningVerdict) -> str:
         fall = f"{moved} by more than the noise margin of {loss.margin:.2f}"
     mark = "✓ it learns" if v.learned else "✗ not shown to learn"
     return (f"{mark}: training loss {loss.first:.2f} (first {loss.first_steps} steps) → "
-            f"{loss.last:.2f} (last {loss.last_steps}), {fall}; test accuracy "
+            f"{loss.last:.2f} (last {loss.last_steps}), {fall}; {v.held_out} accuracy "
             f"{v.test_accuracy:.1%} against {v.chance:.1%} by chance "
             f"({'beats' if v.beat_chance else 'does not beat'} it by more than noise on "
             f"{v.n_test:,} images)")
@@ -108,7 +116,10 @@ def result_lines(job: Job, result, verdict: Optional[LearningVerdict]) -> list:
     seconds = sum(r.seconds for r in result.history)
     images = sum(r.images_per_second * r.seconds for r in result.history)
     data = "synthetic data" if job.dataset.synthetic else job.dataset.name
-    lines = [f"test accuracy {result.test_accuracy:.2%} on {data} after "
+    val = "" if result.val_accuracy is None else \
+        f"; validation {result.val_accuracy:.2%} on {result.val_images:,} images"
+    lines = [f"test accuracy {result.test_accuracy:.2%} on the {result.test_images:,} test images "
+             f"of {data} (evaluated once, at the end{val}) after "
              f"{trained_for(result.history, job.capped)} · training {seconds:,.0f} s at "
              f"{images / max(seconds, 1e-9):,.0f} images/s on {result.device} · "
              f"{printable(job.spec_name)}: {job.params:,} params, {job.macs:,} MACs per image"]

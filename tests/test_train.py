@@ -129,6 +129,20 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, interrupt):
     assert json.loads((tmp_path / "split" / "metrics.json").read_text())["test_accuracy"] == expected.test_accuracy
 
 
+def test_sgd_without_momentum_resumes(tmp_path):
+    """Plain SGD keeps no optimizer state at all; its checkpoint must still resume (it was
+    refused as keeping 'state for 0 of 6 parameters')."""
+    plain = config(optimizer="sgd", momentum=0.0, nesterov=False, schedule="none")
+    whole = small_net()
+    expected = train(whole, DATA, plain, tmp_path / "whole")
+    with pytest.raises(TrainingInterrupted):
+        train(small_net(), DATA, plain, tmp_path / "split", on_epoch=interrupt_after_epoch_1)
+    resumed = small_net(seed=99)
+    result = train(resumed, DATA, plain, tmp_path / "split", resume=True)
+    assert numbers(result.history) == numbers(expected.history)
+    assert_same_weights(resumed, whole)
+
+
 def test_interrupt_from_a_callback_saves_the_position(tmp_path):
     def stop_at_step_3(info):
         if info.step == 3:

@@ -404,3 +404,129 @@ def test_every_position_of_the_ops_no_bundled_spec_uses_is_what_gradients_reach(
             for p in (fields.footprint(n, i, j, clipped=True) for n, i, j in targets)]
     assert None in want or "transposed" not in case     # the case has outputs that see nothing
     assert dict(zip(targets, measured(g, targets))) == dict(zip(targets, want))
+
+
+# --- the closed forms against the position-by-position path ------------------------------
+
+# Where a sliding window's closed form must stop short (receptive._slide): windows with holes
+# cut at the border, strides that skip the last rows, windows in the padding alone, a join
+# whose branch with the lowest first pixel does not have the lowest first pixel within the
+# image; beside them every op no bundled spec uses.
+EDGES = {
+    "dilated windows cut at the border": (
+        "- conv: {out: 1, kernel: 3, dilation: 2, padding: 1}\n"
+        "- conv: {out: 1, kernel: 3, dilation: 3, padding: 2}\n- conv: {out: 1, kernel: 3}",
+        "[1, 11, 10]"),
+    "a stride that skips the last rows, then padded and ceil-mode windows": (
+        "- conv: {out: 1, kernel: 3, stride: 2, padding: 0}\n- conv: {out: 1, kernel: 3}\n"
+        "- maxpool: {kernel: 3, stride: 2, ceil: true}\n- conv: {out: 1, kernel: 3}",
+        "[1, 8, 9]"),
+    "windows in the padding alone": (
+        "- conv: {out: 1, kernel: 1, padding: 2}\n- conv: {out: 1, kernel: 3, stride: 3}\n"
+        "- conv: {out: 1, kernel: 2, dilation: 3, padding: 1}", "[1, 9, 8]"),
+    "a strided 1×1 whose first window is padding, its last not (height)": (
+        "- conv: {out: 1, kernel: 1, stride: 2, padding: 1}\n- conv: {out: 1, kernel: 3}",
+        "[1, 10, 9]"),
+}
+
+JOIN_OF_UNEVEN_BOUNDS = """input: [1, 12, 12]
+layers:
+  wide: {conv: {out: 1, kernel: 3, padding: 0}}
+  small: {conv: {out: 1, kernel: 5, padding: 0}}
+  cut: {crop: [{from: wide}, {from: small}]}
+  padded: {conv: {out: 1, kernel: 7, padding: 3}}
+  both: {concat: [{from: padded}, {from: small}]}
+  after: {conv: {out: 1, kernel: 3}}
+"""
+
+# a 1×1 map that is no global pool (a window the size of the input), broadcast by a gate: its
+# branch moves by 0 pixels per output, the map's by 1
+BROADCAST_OF_A_WINDOW = """input: [1, 8, 8]
+layers:
+  c: {conv: {out: 1, kernel: 3}}
+  gated:
+    mul:
+      main: [{identity: {}}]
+      gate: [{conv: {out: 1, kernel: 8, padding: 0}}]
+  after: {conv: {out: 1, kernel: 3}}
+"""
+
+
+def closed_and_by_position(g, heads=False):
+    """``g``'s fields worked out with the closed forms and without (position by position)."""
+    closed = receptive.fields(g, heads)
+    receptive.CLOSED_FORM = False
+    try:
+        by_position = receptive.fields(g, heads)
+    finally:
+        receptive.CLOSED_FORM = True
+    return closed, by_position
+
+
+def assert_same_footprints(g, heads=False):
+    """Every layer's field, jump, and every footprint the position-by-position path worked
+    out, unclipped and within the image, are the closed forms' too."""
+    closed, by_position = closed_and_by_position(g, heads)
+    assert closed.order == by_position.order and closed.fields == by_position.fields
+    shapes = {layer.name: layer.out_shape for layer in g.layers(heads)}
+    for name in by_position.order:
+        for k, (fast, slow) in enumerate(zip(closed.tracks[name], by_position.tracks[name])):
+            assert (fast.jump, fast.whole) == (slow.jump, slow.whole), name
+            if slow.whole is not None:
+                continue
+            size = shapes[name][k + 1]
+            worked = (range(slow.origin, slow.origin + len(slow.lo)) if slow.line is None
+                      else range(-size, 2 * size))
+            assert [fast.at(i) for i in worked] == [slow.at(i) for i in worked], name
+            assert [fast.within(i) for i in range(size)] == \
+                [slow.within(i) for i in range(size)], name
+    return closed, by_position
+
+
+def every_variant():
+    names = []
+    for name in SPECS:
+        loaded = spec.load(Path(__file__).resolve().parent.parent / "archcalc" / "specs" /
+                           f"{name}.yaml")
+        names += [name] + [f"{name}:{v}" for v in list(loaded.network_variants)[1:]]
+    return names
+
+
+@pytest.mark.parametrize("name", every_variant())
+def test_closed_forms_give_every_footprint_of_every_bundled_spec_as_position_by_position(name):
+    closed, by_position = assert_same_footprints(bundled(name))
+
+    def lines(found):   # layers whose footprints are lines, the input's shared ones aside
+        return [n for n in found.order if found.tracks[n][0].line not in (None, (0, 0))]
+    assert lines(closed) and not lines(by_position)
+
+
+@pytest.mark.parametrize("case", sorted(EDGES) + sorted(OPS_NO_BUNDLED_SPEC_USES))
+def test_closed_forms_stop_where_they_would_differ(case):
+    assert_same_footprints(built(*{**EDGES, **OPS_NO_BUNDLED_SPEC_USES}[case]))
+
+
+def test_closed_forms_of_a_gate_that_broadcasts_a_window():
+    g = graph.build(spec.parse(BROADCAST_OF_A_WINDOW, "t.yaml"))
+    assert_same_footprints(g)
+    fields = receptive.fields(g)
+    # the gate reads c's 0 .. 7, which see pixels -1 .. 8; position i of the map sees i - 1 ..
+    # i + 1: within those for i in 0 .. 7, and beyond them at position 8 (after's padding)
+    assert [fields.footprint("gated", i, 0)[0] for i in (0, 7, 8)] == [(-1, 8)] * 2 + [(-1, 9)]
+    # after's position 0 reads gated's -1 .. 1, unclipped -2 .. 8: 11 pixels; position 7 -1 .. 9
+    assert fields.fields["gated"].jump == (1, 1) and fields.fields["after.conv"].size == (11, 11)
+
+
+def test_closed_forms_of_a_join_of_uneven_bounds():
+    g = graph.build(spec.parse(JOIN_OF_UNEVEN_BOUNDS, "t.yaml"))
+    assert_same_footprints(g)
+    # by hand: cut's position i is wide's 2 + i, which sees pixels 2 + i .. 4 + i (i < 6:
+    # within the image pixels 2 .. 9 in all); padded's position i sees cut's i - 3 .. i + 3,
+    # unclipped pixels i - 1 .. i + 7; small's i sees i .. i + 6. Unclipped, both's row 0 sees
+    # -1 .. 7, its column 1 0 .. 8
+    fields = receptive.fields(g)
+    assert fields.footprint("both", 0, 1) == ((-1, 7), (0, 8))
+    # within the image, position 1: padded reads cut's 0 .. 4 (pixels 2 .. 8), small 1 .. 7:
+    # from 1 (small's, though padded reaches lower unclipped) to 8; position 0: padded reads
+    # cut's 0 .. 3 (2 .. 7), small 0 .. 6: 0 to 7
+    assert fields.footprint("both", 1, 0, clipped=True) == ((1, 8), (0, 7))

@@ -9,7 +9,25 @@ those through the graph's real edges (``Layer.inputs``, ``graph.layers`` in exec
    plus those a later layer's window reaches beyond its border (padding), so that
 2. forwards, in execution order, every layer gets per output position ``i`` the first and last
    input pixel it sees: ``lo(i)``, ``hi(i)``, the lowest ``lo`` and highest ``hi`` of the
-   positions it reads in each of its inputs (the network's input sees pixel ``i`` itself).
+   positions it reads in each of its inputs (the network's input sees pixel ``i`` itself),
+   and the same within the image (``within(i)``: only real positions read, only real pixels).
+   Each layer's :class:`Track` holds them in one of three forms:
+
+   - a line, in closed form (``_slide``): where every input is a line read by a sliding window
+     (``Reach.offsets``: convolutions, pools, elementwise ops, joins, crop) and all move by the
+     same whole number of pixels per output, ``lo(i) = a + i·jump``, ``hi(i) = b + i·jump``
+     at every ``i``, and within the image that cut to one pair of bounds. This is a chain of
+     windows from the input, so nearly every layer, and its cost does not grow with the map.
+     Where the bounds do not compose (a dilated window cut at the border, a window in the
+     padding alone, a join of uneven bounds) the within-the-image footprints are worked out
+     position by position, the unclipped line kept;
+   - position by position (``_through``), for the ``needed`` positions: after upsampling,
+     transposed convolutions and adaptive pools, and at joins of inputs that move differently;
+     what reads a line there asks it for any position;
+   - ``whole``: see the definitions.
+
+   An elementwise layer with one input shares its input's Track. ``CLOSED_FORM`` switches the
+   lines off (a test checks both paths agree on every bundled spec).
 
 Definitions (each along the height and the width; kernels may be rectangular):
 
@@ -44,13 +62,23 @@ from archcalc.core.graph import INPUT, Graph, Layer
 
 Interval = Tuple[int, int]
 
+# Compose sliding windows in closed form (a line, below). Only a test sets it to False, to
+# check the closed forms against the position-by-position path on every bundled spec.
+CLOSED_FORM = True
+
 
 @dataclass
 class Track:
-    """One layer's footprints along one axis: output ``i`` sees input pixels ``lo[i - origin]``
-    to ``hi[i - origin]`` unclipped, and ``inside[i]`` of them within the image (for its own
-    positions 0 .. size-1 only); or, for a layer that sees the whole input, ``whole`` at every
-    position."""
+    """One layer's footprints along one axis, in one of three forms:
+
+    - a line (``line`` given; a chain of sliding windows, the common case): output ``i`` sees
+      ``line[0] + i·jump`` to ``line[1] + i·jump`` unclipped, at every ``i``; within the image
+      that cut to ``bounds`` (the first and last pixel that all its positions together see
+      there) where given, else ``inside[i]``;
+    - position by position: output ``i`` sees ``lo[i - origin]`` to ``hi[i - origin]``
+      unclipped, for the positions worked out, and ``inside[i]`` within the image for its own
+      positions 0 .. size-1;
+    - ``whole`` (a layer that sees the whole input): that at every position."""
 
     origin: int = 0
     lo: List[Optional[int]] = field(default_factory=list)
@@ -58,12 +86,17 @@ class Track:
     inside: List[Optional[Interval]] = field(default_factory=list)
     jump: Optional[Fraction] = Fraction(1)
     whole: Optional[Interval] = None
+    line: Optional[Interval] = None         # output 0's footprint, unclipped
+    bounds: Optional[Interval] = None
 
     def at(self, i: int) -> Optional[Interval]:
         """Output ``i``'s footprint, or None where it sees nothing (no transposed-convolution
         tap lands on it)."""
         if self.whole is not None:
             return self.whole
+        if self.line is not None:   # a line's jump is whole
+            shift = self.jump.numerator * i  # type: ignore[union-attr]
+            return (self.line[0] + shift, self.line[1] + shift)
         k = i - self.origin
         if not 0 <= k < len(self.lo):
             raise IndexError(f"position {i} is beyond what was worked out")
@@ -71,17 +104,12 @@ class Track:
 
     def within(self, i: int) -> Optional[Interval]:
         """Output ``i``'s footprint within the image (what gradients reach at this input)."""
-        return self.whole if self.whole is not None else self.inside[i]
-
-
-class _Input(Track):
-    """The network's input: position i sees pixel i, padding positions included."""
-
-    def at(self, i: int) -> Interval:
-        return (i, i)
-
-    def within(self, i: int) -> Interval:
-        return (i, i)
+        if self.whole is not None:
+            return self.whole
+        if self.bounds is not None:
+            lo, hi = self.at(i)  # type: ignore[misc]
+            return (max(self.bounds[0], lo), min(self.bounds[1], hi))
+        return self.inside[i]
 
 
 @dataclass(frozen=True)
@@ -130,7 +158,9 @@ def fields(graph: Graph, heads: bool = False) -> Fields:
     _, height, width = graph.input_shape if len(graph.input_shape) == 3 else (0, 1, 1)
     reaches = {layer.name: _reaches(layer) for layer in layers}
     needed = _needed(layers, reaches)
-    tracks: Dict[str, Tuple[Track, Track]] = {INPUT: (_Input(), _Input())}
+    # the network's input: position i sees pixel i (padding positions included), 0 .. size-1
+    tracks: Dict[str, Tuple[Track, Track]] = {
+        INPUT: tuple(Track(line=(0, 0), bounds=(0, size - 1)) for size in (height, width))}
     shapes = {INPUT: graph.input_shape}
     result = {}
     for layer in layers:
@@ -180,6 +210,12 @@ def _needed(layers: List[Layer], reaches) -> Dict[str, List[Interval]]:
                 continue
             for k, r in enumerate(axes):
                 first, last = needed[layer.name][k]
+                if r.offsets is not None and CLOSED_FORM:   # a window: its reads only move on
+                    step = int(r.step)
+                    low, high = needed[producer][k]
+                    needed[producer][k] = (min(low, step * first + r.offsets[0]),
+                                           max(high, step * last + r.offsets[1]))
+                    continue
                 # every position: a transposed convolution's reads need not grow with it
                 spans = [s for s in map(r.reads, range(first, last + 1)) if s is not None]
                 if spans:
@@ -194,6 +230,12 @@ def _forward(layer: Layer, reach, tracks, shapes, span: Interval, k: int) -> Tra
     unclipped, and within the image for its own positions."""
     inputs = [(tracks[p][k], axes[k], shapes[p][k + 1])
               for p, axes in zip(layer.inputs, reach) if axes is not None]
+    if len(inputs) == 1 and inputs[0][1].identity:
+        return inputs[0][0]     # its span holds this layer's, which it was asked to work out
+    if CLOSED_FORM:
+        track = _slide(inputs, layer.out_shape[k + 1])
+        if track is not None:
+            return track
     if all(r.identity for _, r, _ in inputs):
         return _elementwise([track for track, _, _ in inputs], span, layer.out_shape[k + 1])
     first, last = span
@@ -208,12 +250,53 @@ def _forward(layer: Layer, reach, tracks, shapes, span: Interval, k: int) -> Tra
     return Track(first, lo, hi, inside, max(jumps) if jumps else Fraction(0))
 
 
+def _slide(inputs, size: int) -> Optional[Track]:
+    """The footprints, as a line, of a layer whose every input is a line read by a sliding
+    window, all moving by the same number of pixels per output; None for any other layer.
+
+    Unclipped: through a window of input positions ``s·i + first`` .. ``s·i + last`` of a line
+    ``a + j·J`` .. ``b + j·J`` (J ≥ 0: footprints only move on), output i sees from its first
+    position's first pixel to its last position's last, ``a + first·J + i·s·J`` .. ``b +
+    last·J + i·s·J``: a line with jump ``s·J``. Within the image, output i reads the input's
+    real positions of its window (cut to 0 .. n-1); where every output reads at least one
+    (no window lies in the padding alone), the first and last of those have footprints within
+    the image that are the input's line cut to its bounds, so output i's is its own unclipped
+    footprint cut to the same bounds. With holes (``every`` > 1) a window cut at the border
+    starts at an offset that depends on i: bounds only where no window is cut, else
+    ``inside`` position by position. Over several inputs: the lowest first and highest last
+    pixel; one pair of bounds where the input with the lowest first pixel also has the lowest
+    bound, and the one with the highest last pixel the highest."""
+    jumps, ends = set(), []     # ends: per input, output 0's first and last pixel, bounds
+    for track, r, n in inputs:
+        if (track.line is None or r.offsets is None or track.jump.denominator != 1
+                or track.jump < 0 or r.offsets[0] > r.offsets[1]
+                or (r.offsets[1] - r.offsets[0]) % r.every):
+            return None
+        step, (first, last), jump = int(r.step), r.offsets, track.jump.numerator
+        jumps.add(jump * step)
+        reads_real = (last >= 0 and step * (size - 1) + first <= n - 1 if r.every == 1 else
+                      first >= 0 and step * (size - 1) + last <= n - 1)
+        ends.append((track.line[0] + first * jump, track.line[1] + last * jump,
+                     track.bounds if reads_real else None))
+    if len(jumps) != 1:
+        return None
+    jump = jumps.pop()
+    line = (min(e[0] for e in ends), max(e[1] for e in ends))
+    cut = [(a, b, bounds) for a, b, bounds in ends if bounds is not None]
+    if len(cut) == len(ends):
+        low, high = min(c[2][0] for c in cut), max(c[2][1] for c in cut)
+        if ((line[0], low) in [(a, bounds[0]) for a, _, bounds in cut]
+                and (line[1], high) in [(b, bounds[1]) for _, b, bounds in cut]):
+            # cut to what its own positions 0 .. size-1 see: then `bounds` is their union
+            return Track(jump=Fraction(jump), line=line,
+                         bounds=(max(low, line[0]), min(high, line[1] + jump * (size - 1))))
+    return Track(jump=Fraction(jump), line=line,
+                 inside=[_through(inputs, i, clip=True) for i in range(size)])
+
+
 def _elementwise(tracks: List[Track], span: Interval, size: int) -> Track:
-    """Footprints of a layer whose output i reads position i of each input (an activation, a
-    normalization, a residual add, a concat): one input's as they are (its span holds this
-    layer's, which it was asked to work out), or at each position the union of its inputs'."""
-    if len(tracks) == 1:
-        return tracks[0]
+    """Footprints of a join whose output i reads position i of each input (a residual add, a
+    concat), position by position: at each the union of its inputs'."""
     first, last = span
     prints = [[t.at(i) for t in tracks] for i in range(first, last + 1)]
     within = [[t.within(i) for t in tracks] for i in range(size)]
@@ -257,8 +340,8 @@ def _seen(track: Track, shape, k: int) -> Optional[Interval]:
     positions' footprints."""
     if track.whole is not None:
         return track.whole
-    if isinstance(track, _Input):
-        return (0, shape[k + 1] - 1) if len(shape) == 3 else (0, 0)
+    if track.bounds is not None:
+        return track.bounds
     seen = [s for s in map(track.within, range(shape[k + 1])) if s is not None]
     return (min(s[0] for s in seen), max(s[1] for s in seen)) if seen else None
 
@@ -278,6 +361,9 @@ def _field(tracks: Tuple[Track, Track], shape) -> Field:
         if track.whole is not None:
             first = last = track.whole
             prints = [track.whole]
+        elif track.line is not None:
+            first = track.line
+            prints = [track.line]
         else:
             prints = [p for p in map(track.at, range(shape[k + 1])) if p is not None]
             first = track.at(0) or prints[0] if prints else (0, -1)

@@ -273,7 +273,7 @@ class Join(Op):
             if len(shape) != 3:
                 return same
             return tuple(r if size != 1 or len(out_shape) != 3 or out_shape[k + 1] == 1
-                         else Reach(Fraction(0), lambda i: (0, 0))
+                         else sliding(0, 0, 0)
                          for k, (r, size) in enumerate(zip(same, shape[1:])))
         return tuple(branch(s) for s in in_shapes)
 
@@ -564,17 +564,27 @@ class Reach:
     # output i reads input i and nothing else: core/receptive.py then takes the input's
     # footprints as they are instead of working them out position by position
     identity: bool = False
+    # a sliding window (made by `sliding`): reads(i) is (step·i + offsets[0], step·i +
+    # offsets[1]) at every i, the step whole; core/receptive.py composes such reaches in
+    # closed form instead of position by position
+    offsets: Optional[Tuple[int, int]] = None
+
+
+def sliding(step: int, first: int, last: int, every: int = 1, identity: bool = False) -> Reach:
+    """Output i reads ``step·i + first`` to ``step·i + last``, ``every`` apart: a window that
+    slides by a whole step (0: a broadcast side read at every position)."""
+    return Reach(Fraction(step), lambda i: (step * i + first, step * i + last), every, identity,
+                 (first, last))
 
 
 def same_reach() -> Tuple[Reach, Reach]:
     """Output (i, j) reads input (i, j): every elementwise op, along both axes."""
-    one = Reach(Fraction(1), lambda i: (i, i), identity=True)
+    one = sliding(1, 0, 0, identity=True)
     return (one, one)
 
 
 def window_reach(kernel, stride, pads, dilation=(1, 1)) -> Tuple[Reach, Reach]:
     """A sliding window's reach: output i reads ``stride·i - pad`` to ``dilation·(kernel - 1)``
     further on (convolution and pooling, before any ceil-mode clipping at the border)."""
-    def axis(k, s, p, d):
-        return Reach(Fraction(s), lambda i: (s * i - p, s * i - p + d * (k - 1)), d)
-    return tuple(axis(*args) for args in zip(kernel, stride, pads, dilation))  # type: ignore
+    return tuple(sliding(s, -p, -p + d * (k - 1), d)  # type: ignore[return-value]
+                 for k, s, p, d in zip(kernel, stride, pads, dilation))

@@ -5,11 +5,9 @@ size of the second (U-Net's copy and crop). A spec writes their inputs as branch
 (``concat: [...]`` or a mapping of branch names); see ops/base.Join."""
 from __future__ import annotations
 
-from fractions import Fraction
-
 from archcalc.core.ops import onnx_args
-from archcalc.core.ops.base import (aten_arg, Counts, Join, Reach, Saved, ShapeError, fmt_shape,
-                                    numel, register)
+from archcalc.core.ops.base import (aten_arg, Counts, Join, Saved, ShapeError, fmt_shape,
+                                    numel, register, sliding)
 
 
 def _joins_data(node, initializers) -> bool:
@@ -162,7 +160,7 @@ class Crop(Join):
         (_, h, w), (_, th, tw) = in_shapes
 
         def axis(offset):
-            return Reach(Fraction(1), lambda i: (i + offset, i + offset))
+            return sliding(1, offset, offset)
         return ((axis((h - th) // 2), axis((w - tw) // 2)), None)
 
     def counts(self, in_shapes, out_shape):

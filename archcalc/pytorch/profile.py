@@ -291,22 +291,11 @@ def _median(run: Callable[[], object], repeat: int, clock) -> float:
 def _time_layer(name: str, module: nn.Module, inputs: Sequence[torch.Tensor], backward: bool,
                 repeat: int, clock) -> Tuple[float, Optional[float]]:
     """The median forward time of ``module`` on ``inputs``; with ``backward``, also the
-    median time of its backward pass."""
+    median time of its backward pass, with respect to its inputs and parameters."""
+    leaves = [t.detach().requires_grad_(backward and t.is_floating_point()) for t in inputs]
     try:
-        if not backward:
-            with torch.no_grad():
-                return _median(lambda: module(*inputs), repeat, clock), None
-        leaves = [t.detach().requires_grad_(t.is_floating_point()) for t in inputs]
-        forward = _median(lambda: module(*leaves), repeat, clock)
-        out = module(*leaves)
-        wrt = [t for t in leaves if t.requires_grad] + \
-            [p for p in module.parameters() if p.requires_grad]
-        if not out.requires_grad or not wrt:
-            return forward, None
-        grad = torch.randn_like(out)
-        back = _median(lambda: torch.autograd.grad(out, wrt, grad, retain_graph=True,
-                                                   allow_unused=True), repeat, clock)
-        return forward, back
+        return _time_passes(lambda: module(*leaves), [t for t in leaves if t.requires_grad] +
+                            list(module.parameters()), backward, repeat, clock)
     except (RuntimeError, ValueError) as exc:
         raise ArchcalcError(f"PyTorch could not run layer '{name}': {_first_line(exc)}"
                             ) from None
@@ -316,18 +305,27 @@ def _time_network(model: nn.Module, x: torch.Tensor, backward: bool, repeat: int
                   ) -> Tuple[Optional[float], Optional[float]]:
     """One whole forward pass (and, with ``backward``, one whole backward pass), medians."""
     try:
-        if not backward:
-            with torch.no_grad():
-                return _median(lambda: model(x), repeat, clock), None
-        forward = _median(lambda: model(x), repeat, clock)
-        out = model(x)
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not out.requires_grad or not params:
-            return forward, None
-        grad = torch.randn_like(out)
-        back = _median(lambda: torch.autograd.grad(out, params, grad, retain_graph=True,
-                                                   allow_unused=True), repeat, clock)
-        return forward, back
+        return _time_passes(lambda: model(x), list(model.parameters()), backward, repeat,
+                            clock)
     except (RuntimeError, ValueError) as exc:
         raise ArchcalcError(f"PyTorch's pass of the whole network failed: {_first_line(exc)}"
                             ) from None
+
+
+def _time_passes(forward: Callable[[], torch.Tensor], wrt: List[torch.Tensor], backward: bool,
+                 repeat: int, clock) -> Tuple[float, Optional[float]]:
+    """The median time of ``forward()`` (no autograd unless ``backward``) and, with
+    ``backward``, of the backward pass of one recorded forward with respect to ``wrt`` (the
+    graph kept, so each repeat times the backward alone); None where nothing needs one."""
+    if not backward:
+        with torch.no_grad():
+            return _median(forward, repeat, clock), None
+    seconds = _median(forward, repeat, clock)
+    out = forward()
+    wrt = [t for t in wrt if t.requires_grad]
+    if not out.requires_grad or not wrt:
+        return seconds, None
+    grad = torch.randn_like(out)
+    back = _median(lambda: torch.autograd.grad(out, wrt, grad, retain_graph=True,
+                                               allow_unused=True), repeat, clock)
+    return seconds, back

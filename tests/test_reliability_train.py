@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -25,20 +24,11 @@ from archcalc.core.spec import load
 from archcalc.errors import ArchcalcError
 from archcalc.training import runs
 from archcalc.views import train as view
+from tests.tiny_spec import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
-# 3×32×32 → conv 4@3×3 stride 2 (15×15×4) → BatchNorm, ReLU → max pool 3 (5×5×4) → 10 classes
-TINY = textwrap.dedent("""\
-    name: tiny
-    input: [3, 32, 32]
-    layers:
-      conv1: [conv: {out: 4, kernel: 3, stride: 2, padding: valid}, batchnorm: {act: relu}]
-      pool: [maxpool: {kernel: 3}]
-      flatten: flatten
-      classify: [linear: {out: 10}]
-    """)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ Small models on the synthetic set (CPU, seconds)."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 import torch
@@ -18,18 +17,10 @@ from archcalc.training.datasets import channel_stats, hold_out, make_synthetic
 from archcalc.training.engine import TrainConfig, train
 from archcalc.training.options import val_count
 from archcalc.views import train as view
+from tests.tiny_spec import TINY
 
 DATA = make_synthetic(train=400, test=96)
 runner = CliRunner()
-TINY = textwrap.dedent("""\
-    name: tiny
-    input: [3, 32, 32]
-    layers:
-      conv1: [conv: {out: 4, kernel: 3, stride: 2, padding: valid}, batchnorm: {act: relu}]
-      pool: [maxpool: {kernel: 3}]
-      flatten: flatten
-      classify: [linear: {out: 10}]
-    """)
 
 
 def net(seed: int = 0) -> nn.Module:

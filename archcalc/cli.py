@@ -133,8 +133,8 @@ def roofline_device(name: str, devices: Optional[Path] = None, threads: Optional
     from archcalc.core import roofline as rl
 
     def measure(entry):
-        from archcalc.extras import require
-        require("torch", f"measuring the '{entry.key}' device profile")
+        from archcalc.extras import TORCH_ONLY, require
+        require("torch", f"measuring the '{entry.key}' device profile", needs=TORCH_ONLY)
         from archcalc.pytorch import cpu_profile
         return cpu_profile.device(entry, threads)
     return rl.resolve(rl.find(rl.load_devices(devices), name), measure)

@@ -14,13 +14,15 @@ from typing import Dict, Optional, Tuple
 
 from archcalc.errors import ArchcalcError
 
-# extra -> (the modules it provides, what it is for, how to install it)
-EXTRAS: Dict[str, Tuple[Tuple[str, ...], str, str]] = {
-    "torch": (("torch", "fvcore", "numpy"), "PyTorch, fvcore and NumPy",
+# extra -> (the modules it provides, how to install it)
+EXTRAS: Dict[str, Tuple[Tuple[str, ...], str]] = {
+    "torch": (("torch", "fvcore", "numpy"),
               "pip install torch (the build for your machine, from pytorch.org: an unpinned "
               "torch is a CUDA build of several GB), then pip install 'archcalc[torch]'"),
-    "plot": (("matplotlib",), "matplotlib", "pip install 'archcalc[plot]'"),
+    "plot": (("matplotlib",), "pip install 'archcalc[plot]'"),
 }
+# How a message names each module
+TITLES = {"torch": "PyTorch", "fvcore": "fvcore", "numpy": "NumPy", "matplotlib": "matplotlib"}
 
 
 class MissingExtra(ArchcalcError):
@@ -34,11 +36,17 @@ TORCH_ONLY = ("torch", "numpy")
 def require(extra: str, what: str, needs: Optional[Tuple[str, ...]] = None) -> None:
     """Raise MissingExtra, naming the install lines, unless ``extra``'s modules (or those of
     them in ``needs``) import."""
-    modules, names, how = EXTRAS[extra]
-    missing = [m for m in (needs or modules) if not _importable(m)]
+    modules, how = EXTRAS[extra]
+    needed = needs or modules
+    missing = [m for m in needed if not _importable(m)]
     if missing:
-        raise MissingExtra(f"{what} needs {names}, and this installation lacks "
-                           f"{', '.join(missing)}: {how}")
+        raise MissingExtra(f"{what} needs {_listed([TITLES[m] for m in needed])}, and this "
+                           f"installation lacks {', '.join(missing)}: {how}")
+
+
+def _listed(names) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _importable(module: str) -> bool:

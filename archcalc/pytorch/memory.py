@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from archcalc.extras import require
+from archcalc.extras import TORCH_ONLY, require
 
-require("torch", "measuring memory")
+require("torch", "measuring memory", needs=TORCH_ONLY)
 
 import torch
 from torch import nn

@@ -36,9 +36,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from archcalc.extras import require
+from archcalc.extras import TORCH_ONLY, require
 
-require("torch", "profiling a PyTorch model")
+require("torch", "profiling a PyTorch model", needs=TORCH_ONLY)
 
 import torch
 from torch import nn

@@ -190,7 +190,7 @@ def _prefix_ids(svg: str, prefix: str) -> str:
 
 def plots_missing() -> str:
     from archcalc.extras import EXTRAS
-    return f"The plots need {EXTRAS['plot'][1]}: {EXTRAS['plot'][2]}"
+    return f"The plots need matplotlib: {EXTRAS['plot'][1]}"
 
 
 # --- the page ------------------------------------------------------------------------------

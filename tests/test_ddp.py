@@ -8,9 +8,12 @@ faked: one process with batch B/2 must end elsewhere (so the processes did pool 
 and the same comparison with BatchNorm must fail (so each process did see only its own half:
 unsynchronized BatchNorm normalizes over that half).
 
-Every launch has a timeout, so a hang fails a test instead of stalling the suite.
+Every launch has a timeout, so a hang fails a test instead of stalling the suite. Launching
+processes takes seconds each, so all but the quickest refusal are marked slow: the everyday run
+leaves them to CI, where the whole file takes a minute and a half.
 """
 import json
+import re
 import os
 import shutil
 import signal
@@ -128,6 +131,7 @@ def two(work):
     return work / "two", result
 
 
+@pytest.mark.slow
 def test_two_processes_end_with_one_process_weights(one, two):
     folder, _ = two
     assert difference(weights(one), weights(folder)) < SAME
@@ -144,6 +148,7 @@ def test_two_processes_end_with_one_process_weights(one, two):
     assert abs(mb["test_accuracy"] - ma["test_accuracy"]) <= 0.002     # 2 of 1,000 images
 
 
+@pytest.mark.slow
 def test_half_the_batch_in_one_process_ends_elsewhere(one, work):
     """Control: the two processes pooled their batches; each did not just train on its own."""
     result = archcalc(*TRAIN, *spec("plain"), "--batch-size", str(GLOBAL_BATCH // 2), "--out",
@@ -152,6 +157,7 @@ def test_half_the_batch_in_one_process_ends_elsewhere(one, work):
     assert difference(weights(one), weights(work / "half")) > 100 * SAME
 
 
+@pytest.mark.slow
 def test_batchnorm_without_sync_differs(work):
     """Control: with BatchNorm each process normalizes over its own 64 images, so two processes
     no longer match one with 128, by far more than the rounding that SAME allows."""
@@ -161,6 +167,7 @@ def test_batchnorm_without_sync_differs(work):
     assert difference(weights(work / "bn1"), weights(work / "bn2")) > 100 * SAME
 
 
+@pytest.mark.slow
 def test_only_rank_0_prints_and_writes(one, two):
     folder, result = two
     assert result.stdout.count("training plain (") == 1
@@ -173,6 +180,7 @@ def test_only_rank_0_prints_and_writes(one, two):
     assert (config["batch_size"], config["processes"]) == (64, 2)
 
 
+@pytest.mark.slow
 def test_two_nodes_end_with_one_process_weights(one, work):
     """torchrun's multi-node form, both "nodes" on 127.0.0.1, one process each."""
     port = free_port()
@@ -238,13 +246,17 @@ def start_then(signum: int, work: Path, out: str, epochs: int) -> tuple:
     return launcher.returncode, "".join(lines) + rest
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_one_rank_stops_all_at_the_same_step_and_resumes_on_one(one, work):
     """SIGINT to rank 1 only: rank 0 learns of it through the per-step agreement, writes the
     checkpoint at the step both stopped before, and both exit 130. The checkpoint then resumes
     in ONE process (batch 128, the recorded global batch) to the reference's weights."""
     code, output = start_then(signal.SIGINT, work, "stopped", EPOCHS)
     assert code != 0, output
-    assert output.count("exitcode  : 130") == 2, output      # torchrun's report of both workers
+    # torchrun's report: the workers exit 130; once one has, torchrun sends SIGTERM to any
+    # still tearing down (under load rank 1 can be), which then reads -15
+    codes = [int(c) for c in re.findall(r"exitcode\s*:\s*(-?\d+)", output)]
+    assert 130 in codes and set(codes) <= {130, -15}, output
     assert "interrupted" in output and "--resume" in output
     state = torch.load(work / "stopped" / "checkpoint.pt", weights_only=True)
     assert state["step"] >= 3 and state["epoch"] < EPOCHS, "the signal came too late"
@@ -254,6 +266,7 @@ def test_ctrl_c_in_one_rank_stops_all_at_the_same_step_and_resumes_on_one(one, w
     assert difference(weights(one), weights(work / "stopped")) < SAME
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_process_count_that_does_not_divide_the_batch(two, work):
     """Checked before the processes wait for each other: one process with torchrun's
     variables for 3 says so at once, with no group to form."""
@@ -267,6 +280,7 @@ def test_resume_refuses_a_process_count_that_does_not_divide_the_batch(two, work
         f"cannot share equally; resume with a number of processes that divides 128"]
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_stops_the_others(work):
     """SIGKILL to rank 1 (no agreement possible): rank 0 must not wait in a collective; the
     launcher ends well within the timeout, and what rank 0 wrote is whole."""
@@ -278,6 +292,7 @@ def test_a_rank_that_dies_stops_the_others(work):
         torch.load(work / "killed" / "checkpoint.pt", weights_only=True)
 
 
+@pytest.mark.slow
 def test_a_group_that_cannot_form_is_one_line(work):
     """Rank 0 of 2 with no rank 1: one line after --dist-timeout, not a hang or a traceback."""
     port = free_port()
@@ -292,6 +307,7 @@ def test_a_group_that_cannot_form_is_one_line(work):
                                f"within 2 s (this is rank 0): ")
 
 
+@pytest.mark.slow
 def test_a_global_batch_larger_than_the_data_is_refused(work):
     result = torchrun(2, *TRAIN, *spec("plain"), "--batch-size", "3000", "--out", "big",
                       cwd=work)
@@ -302,6 +318,7 @@ def test_a_global_batch_larger_than_the_data_is_refused(work):
     assert "[rank0]:" not in result.stderr and "[rank1]:" not in result.stderr  # no traceback
 
 
+@pytest.mark.slow
 def test_resume_of_a_folder_whose_checkpoint_is_another_specs(two, work):
     """run.json names the BatchNorm spec, the checkpoint holds the plain one's weights: every
     rank refuses in one line, none waits for the others."""
@@ -326,6 +343,7 @@ def test_sync_bn_on_the_cpu_is_refused_with_the_reason(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_sync_bn_without_batchnorm_is_a_note(tmp_path):
     result = archcalc(*TRAIN[:1], "--epochs", "1", *TRAIN[3:], *spec("plain"), "--sync-bn",
                       "--out", "x", cwd=tmp_path)

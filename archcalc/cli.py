@@ -269,10 +269,10 @@ def load_graph(spec: str, variant: Optional[str], input: Optional[str], heads: b
 
 
 def load_report(spec: str, variant: Optional[str], input: Optional[str], heads: bool,
-                tolerance: float, settings: Optional[List[str]] = None, rf: bool = False):
+                tolerance: float, settings: Optional[List[str]] = None):
     from archcalc.core import analysis
     built = load_graph(spec, variant, input, heads, settings)
-    return analysis.analyze(built, heads=heads, tolerance_pct=tolerance, rf=rf)
+    return analysis.analyze(built, heads=heads, tolerance_pct=tolerance)
 
 
 @app.command()

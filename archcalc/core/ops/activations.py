@@ -35,10 +35,12 @@ class _Activation(Op):
         return dict(super().conventions(in_shape, out_shape),
                     ptflops=self.ptflops_calls * numel(out_shape))
 
+    # What the backward takes (derivatives.yaml): most activations ``self``, their input (gelu,
+    # silu, hardswish, hardsigmoid, leaky_relu, hardtanh for ReLU6); sigmoid and tanh ``result``.
+    backward_reads_output: ClassVar[bool] = False
+
     def saved(self, in_shape, out_shape) -> Saved:
-        """Most activations' backward takes ``self`` (derivatives.yaml: gelu, silu, hardswish,
-        hardsigmoid, leaky_relu, hardtanh for ReLU6); sigmoid and tanh override: ``result``."""
-        return Saved(inputs=(0,))
+        return Saved(output=True) if self.backward_reads_output else Saved(inputs=(0,))
 
     def to_torch(self, in_shape):
         from torch import nn
@@ -169,9 +171,7 @@ class Sigmoid(_Activation):
     summary = "1 / (1 + exp(-x))"
     module = "Sigmoid"
 
-    def saved(self, in_shape, out_shape) -> Saved:
-        """derivatives.yaml: ``sigmoid_backward(grad, result)``: the output."""
-        return Saved(output=True)
+    backward_reads_output = True    # derivatives.yaml: ``sigmoid_backward(grad, result)``
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
     torch_functions = ('torch.sigmoid', 'torch.nn.functional.sigmoid', 'method:sigmoid')
@@ -186,9 +186,7 @@ class Tanh(_Activation):
     summary = "hyperbolic tangent"
     module = "Tanh"
 
-    def saved(self, in_shape, out_shape) -> Saved:
-        """derivatives.yaml: ``tanh_backward(grad, result)``: the output."""
-        return Saved(output=True)
+    backward_reads_output = True    # derivatives.yaml: ``tanh_backward(grad, result)``
 
     # --- what the importers ask (archcalc import, verify --against) ---------------
     torch_functions = ('torch.tanh', 'torch.nn.functional.tanh', 'method:tanh')

@@ -4,6 +4,7 @@ print or write the result. Only this module prints, and it alone picks exit code
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Annotated, Dict, Iterator, List, Optional, Tuple, Union
 import typer
 
 from archcalc import __version__
-from archcalc.errors import ArchcalcError
+from archcalc.errors import ArchcalcError, Position
 
 app = typer.Typer(
     help="Shapes, parameters and multiply-adds of convolutional networks written as YAML specs.",
@@ -1001,6 +1002,13 @@ def _torchrun(nproc: int, cluster) -> int:
     import subprocess
     if cluster is not None:
         raise ArchcalcError("--nproc starts torchrun, and this already runs under it; drop --nproc")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if nproc > (cpus or 1):
+        # each process is a whole PyTorch (hundreds of MB) and wants a core of its own: --nproc
+        # 100000 would start a process storm, not a faster run
+        raise ArchcalcError(f"{nproc:,} processes asked for; this machine has {cpus} CPU "
+                            f"core(s) for this one, and each training process needs one; at most "
+                            f"{cpus} here (more machines: torchrun --nnodes)", Position("--nproc"))
     args = sys.argv[1:]
     if "train" not in args:
         raise ArchcalcError("--nproc works from the command line (archcalc train --nproc N …)")

@@ -119,12 +119,18 @@ def _valid(record, model: str, threads: int) -> bool:
         return False
 
 
+MAX_CACHE_BYTES = 64 * 1024
+
+
 def load_or_measure(threads: Optional[int] = None) -> Dict[str, object]:
     """The cached record for this CPU and thread count, else a new measurement (cached)."""
     threads = cpu_threads(threads)
     model = cpu_model()
     path = cache_path(model, threads)
     try:
+        # a regular file of a record's size: a FIFO or /dev/zero in its place would never end
+        if not path.is_file() or path.stat().st_size > MAX_CACHE_BYTES:
+            raise ValueError("not a cache record")
         record = json.loads(path.read_text(encoding="utf-8"))
         if _valid(record, model, threads):
             return dict(record, cache=str(path), cached=True)

@@ -135,7 +135,9 @@ def measure_record(model: nn.Module, x: torch.Tensor, training: bool,
         peak = torch.cuda.max_memory_allocated(device)
         return Measured(peak, peak, base)
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    from archcalc.pytorch.quiet import native_stderr_silenced
+    with native_stderr_silenced(), \
+            profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         _step(model, x, training, opt)
     peak, tensors = _peaks(prof)
     return Measured(base + peak, base + tensors, base)

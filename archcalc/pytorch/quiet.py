@@ -26,3 +26,22 @@ def quiet(*names: str) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Nothing written to file descriptor 2 inside the block reaches the screen: for C++ code
+    that prints past Python's logging (torch.profiler's kineto writes a "USDT: ...
+    profiler_start" line to stderr on each start and stop). Python's own sys.stderr is flushed
+    first, and the descriptor is put back after the block, an exception or not."""
+    import os
+    import sys
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from archcalc.core import roofline as rl
-from archcalc.core.memory import dtype_bytes, network_memory
+from archcalc.core.memory import check_batch, dtype_bytes, network_memory
 from archcalc.errors import ArchcalcError, Position
 from archcalc.pytorch.build import Branches, SpecLike, build_module, layer_modules, load_graph
 from archcalc.pytorch.cpu_profile import TORCH_DTYPES
@@ -155,9 +155,7 @@ def profile(spec: SpecLike, device_name: str = "auto", batch: int = 1, dtype: st
     """Build ``spec``'s model on ``device_name`` and time every layer (see the module's
     docstring); the roofline's device is the `cpu` profile on the CPU, on CUDA the profile
     whose cuda_names hold the GPU's name (``devices``: a devices file's entries)."""
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ArchcalcError(f"the batch size must be a positive integer, got {batch!r}",
-                            Position("--batch-size"))
+    check_batch(batch)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
         raise ArchcalcError(f"must be a whole number from 1 to {MAX_REPEAT:,} (the median "
                             f"settles long before), got {repeat!r}", Position("--repeat"))

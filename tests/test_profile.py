@@ -164,3 +164,16 @@ def test_backward_at_batch_one_through_batchnorm_says_what_to_do(quick_measure):
     result = runner.invoke(app, ["profile", "cifar-cnn", "--device", "cpu", "--backward"])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "training mode" in result.stderr and "larger --batch-size" in result.stderr
+
+
+@pytest.mark.slow
+def test_profile_fits_80_columns_in_a_terminal(quick_measure):
+    """Layer names, both times, the share of peak and every summary line (the memory line
+    too) within 80 columns of a real terminal (the cpu profile measured into the test's
+    own cache)."""
+    from tests.test_width import in_terminal
+    text, code = in_terminal(["profile", "cifar-cnn", "--device", "cpu", "--repeat", "1"], 80,
+                             timeout=120)
+    assert code == 0, text[-2000:]
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "peak memory of a forward" in text.replace("\n", " ") and "conv1.conv" in text
